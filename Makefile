@@ -1,0 +1,32 @@
+# Every target works from a fresh clone: it creates .venv and installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The machines here cap torch/torchvision through a pip constraint file; our own pins win.
+export PIP_CONSTRAINT := /dev/null
+export ZENML_ANALYTICS_OPT_IN := false
+export GX_ANALYTICS_ENABLED := false
+export MLFLOW_ENABLE_TELEMETRY := false
+PYTEST_ARGS ?=
+
+.PHONY: venv test demo clean lint
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt requirements-dev.txt requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt -c requirements.lock
+	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+demo: $(STAMP)
+	$(BIN)/trs-pose demo
+
+clean:
+	rm -rf $(VENV) .state .cache data runs

@@ -1,0 +1,1 @@
+"""The `trs-pose` command line: one entry point for everything a user does."""

@@ -1,0 +1,62 @@
+"""`trs-pose` entry point. Subcommands load lazily so `--help` answers without importing torch."""
+
+from __future__ import annotations
+
+import importlib
+import os
+
+import click
+
+# name -> (module, attribute, one-line help shown by `trs-pose --help`)
+COMMANDS: dict[str, tuple[str, str, str]] = {
+    "run": ("cli.run", "run", "Run the ZenML training pipeline: ingest, validate, split, train, evaluate, register, promote."),
+    "demo": ("cli.run", "demo", "Start the services, make synthetic data and run the pipeline on a CPU budget."),
+    "train": ("cli.train", "train", "Train a pose model (supervised, mean_teacher or trs) outside the pipeline."),
+    "evaluate": ("cli.evaluate", "evaluate", "COCO keypoint AP of a results file, or of a checkpoint on a dataset."),
+    "predict": ("cli.predict", "predict", "Keypoints for the people in one image, as JSON and a drawn image."),
+    "data": ("cli.data", "data", "Make, ingest, validate and split COCO-format keypoint data."),
+    "models": ("cli.models", "models", "List, promote and roll back registered model versions."),
+    "services": ("cli.services", "services", "Start, stop and inspect the local S3 (SeaweedFS) and MLflow servers."),
+    "k8s": ("cli.k8s", "k8s", "Render the Kubernetes manifests for training."),
+    "schedule": ("cli.k8s", "schedule", "Render (and optionally apply) the scheduled-retraining CronJob."),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in COMMANDS:
+            return None
+        module_name, attribute, _ = COMMANDS[name]
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="trs-pose")
+def cli() -> None:
+    """trs-pose: semi-supervised 2D human pose estimation (Teacher-Reviewer-Student), from labeled and
+    unlabeled COCO-format images to a registered, promoted model.
+
+    Typical use: `trs-pose services up`, then `trs-pose run --config configs/demo.yaml`.
+    """
+
+
+def main() -> None:
+    for variable, value in (
+        ("ZENML_ANALYTICS_OPT_IN", "false"),
+        ("GX_ANALYTICS_ENABLED", "false"),
+        ("MLFLOW_ENABLE_TELEMETRY", "false"),
+    ):
+        os.environ.setdefault(variable, value)
+    cli()
+
+
+if __name__ == "__main__":
+    main()

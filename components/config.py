@@ -1,0 +1,279 @@
+"""Experiment configuration: one validated tree, loaded from YAML and overridden from the CLI.
+
+Every section forbids unknown keys, so a typo in a YAML file or an override fails loudly with the
+path of the offending field instead of silently training with a default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class SyntheticDataConfig(Section):
+    """Procedurally drawn people, generated into `DataConfig.root` when it is empty."""
+
+    num_train_images: int = Field(600, ge=1)
+    num_val_images: int = Field(100, ge=1)
+    seed: int = 0
+    image_size: tuple[int, int] = (256, 320)  # (height, width)
+
+
+class DataConfig(Section):
+    """Where the COCO-format keypoint set lives and how it is split into labeled / unlabeled."""
+
+    root: str = "data/synthetic"  # local directory or s3://bucket/prefix with COCO's layout
+    train_split: str = "train"  # annotations/person_keypoints_<split>.json and images under <split>/
+    val_split: str = "val"
+    synthetic: SyntheticDataConfig | None = Field(default_factory=SyntheticDataConfig)
+    cache_dir: str = ".cache/datasets"
+    num_labeled: int | None = Field(None, ge=1)  # labeled images (the 1K/5K/10K protocol)
+    labeled_fraction: float | None = Field(0.05, gt=0.0, le=1.0)  # used when num_labeled is None
+    holdout_labeled: int = Field(20, ge=0)  # labeled images held out to rank reviewer snapshots
+    unlabeled_boxes: str = "ground_truth"  # or a COCO detection-results JSON
+    split_seed: int = 0
+    min_keypoints: int = Field(1, ge=0)  # people with fewer labeled keypoints are not trained on
+
+    @model_validator(mode="after")
+    def _one_labeled_size(self) -> DataConfig:
+        if self.num_labeled is None and self.labeled_fraction is None:
+            raise ValueError("set data.num_labeled or data.labeled_fraction")
+        return self
+
+
+class InputConfig(Section):
+    """Top-down crop geometry shared by datasets, model and decoding."""
+
+    image_size: tuple[int, int] = (256, 192)  # (height, width) of the network input
+    heatmap_stride: int = Field(4, ge=1)
+    sigma: float = Field(2.0, gt=0.0)
+    box_padding: float = Field(1.25, ge=1.0)
+
+    @property
+    def heatmap_size(self) -> tuple[int, int]:
+        return (self.image_size[0] // self.heatmap_stride, self.image_size[1] // self.heatmap_stride)
+
+    @property
+    def aspect_ratio(self) -> float:
+        return self.image_size[1] / self.image_size[0]
+
+
+class AugmentConfig(Section):
+    """Random affine and photometric ranges; `easy_*` for the teacher's view, the rest for hard."""
+
+    flip: bool = True
+    scale_factor: float = Field(0.35, ge=0.0)
+    rotation: float = Field(45.0, ge=0.0)
+    rotation_prob: float = Field(0.6, ge=0.0, le=1.0)
+    half_body_prob: float = Field(0.3, ge=0.0, le=1.0)
+    easy_scale_factor: float = Field(0.1, ge=0.0)
+    easy_rotation: float = Field(10.0, ge=0.0)
+    color_jitter: float = Field(0.4, ge=0.0)
+    noise_std: float = Field(0.05, ge=0.0)
+
+
+class ModelConfig(Section):
+    backbone: str = "resnet18"  # any timm model with features_only (resnet18, resnet50, hrnet_w32, ...)
+    pretrained: str | None = None  # a local weights file, or a hub name such as "timm/resnet18.a1_in1k"
+    deconv_layers: int = Field(3, ge=0)
+    deconv_channels: int = Field(256, ge=8)
+    mfl_strides: tuple[int, ...] = (8, 16, 32)  # earlier stages that get auxiliary heatmap heads
+
+
+class EMAConfig(Section):
+    momentum: float = Field(0.999, gt=0.0, lt=1.0)
+    warmup_iters: int = Field(100, ge=0)  # momentum ramps from 0 so the teacher tracks early learning
+
+
+class ReviewerConfig(Section):
+    enabled: bool = True
+    mode: Literal["best", "topk", "slow_ema"] = "best"
+    check_every: int = Field(100, ge=1)
+    topk: int = Field(3, ge=1)
+    slow_momentum: float = Field(0.9999, gt=0.0, lt=1.0)
+    weight: float = Field(0.5, ge=0.0)  # lambda_r
+    fuse_by_confidence: bool = False
+
+
+class ConsistencyConfig(Section):
+    weight: float = Field(1.0, ge=0.0)  # lambda_u after ramp-up
+    rampup_iters: int = Field(200, ge=0)
+    confidence_threshold: float = Field(0.3, ge=0.0, le=1.0)  # tau on the pseudo-heatmap peak
+
+
+class MFLConfig(Section):
+    enabled: bool = True
+    weights: tuple[float, ...] = (0.5, 0.25, 0.125)  # one per ModelConfig.mfl_strides entry
+
+
+class KeypointMixConfig(Section):
+    enabled: bool = True
+    prob: float = Field(0.5, ge=0.0, le=1.0)
+    num_keypoints: int = Field(3, ge=1)
+    patch_size: float = Field(0.12, gt=0.0, le=1.0)  # fraction of the crop height
+
+
+class CheckpointConfig(Section):
+    dir: str = "runs/checkpoints"  # local directory or s3://bucket/prefix
+    every: int = Field(200, ge=1)
+    resume: bool = True
+    keep_last: int = Field(2, ge=1)
+
+
+class TrainConfig(Section):
+    method: Literal["supervised", "mean_teacher", "trs"] = "trs"
+    iterations: int = Field(1000, ge=1)
+    batch_size: int = Field(32, ge=1)  # labeled crops per iteration
+    unlabeled_batch_size: int = Field(32, ge=0)
+    optimizer: Literal["adam", "adamw", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0.0)
+    weight_decay: float = Field(1e-4, ge=0.0)
+    schedule: Literal["cosine", "step"] = "cosine"
+    warmup_iters: int = Field(50, ge=0)
+    step_milestones: tuple[float, ...] = (0.7, 0.9)  # fractions of iterations, for the step schedule
+    grad_clip: float | None = Field(5.0, gt=0.0)
+    amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
+    channels_last: bool = True
+    num_workers: int = Field(2, ge=0)
+    device: str = "auto"
+    seed: int = 0
+    log_every: int = Field(20, ge=1)
+    ema: EMAConfig = Field(default_factory=EMAConfig)
+    reviewer: ReviewerConfig = Field(default_factory=ReviewerConfig)
+    consistency: ConsistencyConfig = Field(default_factory=ConsistencyConfig)
+    mfl: MFLConfig = Field(default_factory=MFLConfig)
+    keypoint_mix: KeypointMixConfig = Field(default_factory=KeypointMixConfig)
+    checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+
+
+class EvalConfig(Section):
+    flip_test: bool = False
+    decoder: Literal["argmax", "dark"] = "argmax"
+    boxes: str = "ground_truth"  # or a COCO detection-results JSON
+    batch_size: int = Field(64, ge=1)
+
+
+class StorageConfig(Section):
+    """S3-compatible artifact store. Credentials come from the environment, never from here."""
+
+    endpoint_url: str | None = None  # None means AWS; set for SeaweedFS, MinIO, Ceph...
+    bucket: str = "trs-pose"
+    region: str = "us-east-1"
+
+
+class RegistryConfig(Section):
+    tracking_uri: str | None = None  # None: the local services' MLflow server
+    experiment: str = "trs-pose"
+    model_name: str = "trs-pose"
+    promotion_margin: float = Field(0.0, ge=0.0)  # AP the challenger must add over the champion
+
+
+class KubernetesConfig(Section):
+    namespace: str = "trs-pose"
+    image: str = "ghcr.io/trs-pose/trainer:latest"
+    gpus: int = Field(1, ge=0)
+    nodes: int = Field(1, ge=1)
+    processes_per_node: int = Field(1, ge=1)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = Field(default_factory=list)
+    s3_secret: str = "trs-pose-s3"
+    mlflow_secret: str = "trs-pose-mlflow"
+    active_deadline_seconds: int = Field(86_400, ge=60)
+    backoff_limit: int = Field(3, ge=0)
+    ttl_seconds_after_finished: int = Field(86_400, ge=0)
+    shm_size: str = "8Gi"
+
+
+class BackendConfig(Section):
+    kind: Literal["local", "kubernetes"] = "local"
+    kubernetes: KubernetesConfig = Field(default_factory=KubernetesConfig)
+
+
+class ExperimentConfig(Section):
+    name: str = "trs-pose"
+    data: DataConfig = Field(default_factory=DataConfig)
+    input: InputConfig = Field(default_factory=InputConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    storage: StorageConfig = Field(default_factory=StorageConfig)
+    registry: RegistryConfig = Field(default_factory=RegistryConfig)
+    backend: BackendConfig = Field(default_factory=BackendConfig)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_simple(cls, value: str) -> str:
+        if not value or any(ch.isspace() for ch in value):
+            raise ValueError("name must be a non-empty string without spaces")
+        return value
+
+    @model_validator(mode="after")
+    def _mfl_weights_match_strides(self) -> ExperimentConfig:
+        if self.train.mfl.enabled and len(self.train.mfl.weights) != len(self.model.mfl_strides):
+            raise ValueError(
+                f"train.mfl.weights has {len(self.train.mfl.weights)} entries but "
+                f"model.mfl_strides has {len(self.model.mfl_strides)}"
+            )
+        return self
+
+    def to_yaml(self) -> str:
+        """The fully resolved config, as logged with every run."""
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not validate; the message names the file and field."""
+
+
+def parse_override(override: str) -> tuple[list[str], Any]:
+    """`train.iterations=200` -> (["train", "iterations"], 200); the value is parsed as YAML."""
+    key, sep, raw = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {override!r} is not of the form section.field=value")
+    return key.strip().split("."), yaml.safe_load(raw)
+
+
+def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    for override in overrides:
+        path, value = parse_override(override)
+        node = tree
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(f"override {override!r}: {part!r} is not a section")
+            node = child
+        node[path[-1]] = value
+    return tree
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load a YAML config (or the defaults when `path` is None) and apply dotted overrides."""
+    tree: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"{source}: config file not found") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{source}: the top level must be a mapping, got {type(loaded).__name__}")
+        tree = loaded or {}
+    apply_overrides(tree, overrides or [])
+    try:
+        return ExperimentConfig.model_validate(tree)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from exc

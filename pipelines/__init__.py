@@ -1,0 +1,1 @@
+"""ZenML pipelines composed from steps/."""

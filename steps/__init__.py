@@ -1,0 +1,1 @@
+"""Thin ZenML steps, one a file, each calling into components/."""

@@ -1,0 +1,1 @@
+"""Fixtures that start real servers (SeaweedFS S3, MLflow) on free loopback ports."""
