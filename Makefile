@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TOOLS_VENV := .venv-tools
+TOOLS_STAMP := $(TOOLS_VENV)/.installed
 # The machines here cap torch/torchvision through a pip constraint file; our own pins win.
 export PIP_CONSTRAINT := /dev/null
 export ZENML_ANALYTICS_OPT_IN := false
@@ -11,7 +13,7 @@ export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_TELEMETRY := false
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo clean lint
+.PHONY: venv tools test demo clean lint
 
 venv: $(STAMP)
 
@@ -22,11 +24,19 @@ $(STAMP): requirements.txt requirements-dev.txt requirements.lock pyproject.toml
 	$(BIN)/pip install --quiet --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
-test: $(STAMP)
+# Scanners whose pins clash with ours (checkov) live in their own venv.
+tools: $(TOOLS_STAMP)
+
+$(TOOLS_STAMP): requirements-tools.txt
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/pip install --quiet -r requirements-tools.txt
+	touch $(TOOLS_STAMP)
+
+test: $(STAMP) $(TOOLS_STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(BIN)/trs-pose demo
 
 clean:
-	rm -rf $(VENV) .state .cache data runs
+	rm -rf $(VENV) $(TOOLS_VENV) .state .cache data runs

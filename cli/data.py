@@ -2,9 +2,114 @@
 
 from __future__ import annotations
 
+import json
+
 import click
+
+from cli.options import config_options, resolve_config
 
 
 @click.group()
 def data() -> None:
     """Make, ingest, validate and split COCO-format keypoint data."""
+
+
+@data.command()
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Dataset root to write (COCO layout).")
+@click.option("--num-images", type=click.IntRange(min=1), required=True, help="Training images.")
+@click.option("--val-images", type=click.IntRange(min=0), default=None, help="Validation images [default: a tenth of --num-images, at least 1].")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
+@click.option("--height", type=click.IntRange(min=32), default=256, show_default=True, help="Image height in pixels.")
+@click.option("--width", type=click.IntRange(min=32), default=320, show_default=True, help="Image width in pixels.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes [default: CPU count, at most 8].")
+def synth(out_dir: str, num_images: int, val_images: int | None, seed: int, height: int, width: int, workers: int | None) -> None:
+    """Draw synthetic people into OUT/annotations/person_keypoints_{train,val}.json and OUT/{train,val}/*.jpg."""
+    from tqdm import tqdm
+
+    from components.data.synthetic import generate_dataset
+
+    val_images = max(1, num_images // 10) if val_images is None else val_images
+    with tqdm(total=num_images + val_images, unit="img", desc="synth") as bar:
+        summary = generate_dataset(
+            out_dir, num_images, val_images, seed=seed, image_size=(height, width), workers=workers,
+            progress=lambda split, n: bar.update(n),
+        )
+    for split, path in summary.annotation_files.items():
+        click.echo(f"{split:>5}: {summary.images[split]:>7} images {summary.people[split]:>8} people  {path}")
+
+
+@data.command()
+@click.argument("source")
+@click.option("--cache", "cache_dir", default=".cache/datasets", show_default=True, type=click.Path(file_okay=False), help="Content-addressed cache directory.")
+@click.option("--endpoint-url", default=None, help="S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS).")
+@click.option("--hardlink", is_flag=True, help="Link local files into the cache instead of copying (saves space; in-place edits leak in).")
+def ingest(source: str, cache_dir: str, endpoint_url: str | None, hardlink: bool) -> None:
+    """Copy SOURCE (a directory or s3://bucket/prefix in COCO layout) into the cache; print its local root.
+
+    A second run with unchanged content downloads nothing.
+    """
+    from components.data.ingest import IngestError, ingest as ingest_source, read_ingest_record
+
+    try:
+        root = ingest_source(source, cache_dir, endpoint_url=endpoint_url, hardlink=hardlink)
+    except IngestError as exc:
+        raise click.ClickException(str(exc)) from exc
+    record = read_ingest_record(root)
+    click.echo(f"{root}  ({record['files']} files, {record['bytes'] / 1e6:.1f} MB, fingerprint {record['fingerprint'][:12]})")
+
+
+@data.command()
+@click.option("--ann", required=True, type=click.Path(dir_okay=False), help="COCO person-keypoint annotation file.")
+@click.option("--images", required=True, type=click.Path(file_okay=False), help="Directory holding the images the file lists.")
+@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None, help="Write report.json and the Great Expectations result here.")
+@click.option("--no-images", is_flag=True, help="Skip opening the images (structure of the JSON only).")
+@click.option("--no-expectations", is_flag=True, help="Skip the statistical (Great Expectations) layer.")
+def validate(ann: str, images: str, report_dir: str | None, no_images: bool, no_expectations: bool) -> None:
+    """Check a COCO keypoint set; print every violation (file, record, rule). Exit 0 if valid, 1 if not."""
+    from components.data.validation import validate_dataset
+
+    report = validate_dataset(ann, images, report_dir, check_images=not no_images, expectations=not no_expectations)
+    for violation in report.violations:
+        click.echo(str(violation))
+    if report.stats:
+        stats = report.stats
+        click.echo(
+            f"{stats['images']} images, {stats['annotations']} annotations "
+            f"({stats['people_with_keypoints']} people with keypoints, {stats['crowd_annotations']} crowd)"
+        )
+    if report.report_path is not None:
+        click.echo(f"report: {report.report_path}")
+    if report.ok:
+        click.echo(f"VALID: {ann}")
+        return
+    counts: dict[str, int] = {}
+    for violation in report.violations:
+        counts[violation.rule] = counts.get(violation.rule, 0) + 1
+    click.echo(f"INVALID: {ann}: {len(report.violations)} violation(s): " + ", ".join(f"{r} x{n}" for r, n in sorted(counts.items())), err=True)
+    raise SystemExit(1)
+
+
+@data.command()
+@click.option("--root", default=None, help="Dataset root in COCO layout (default: data.root of the config).")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Where labeled/holdout/unlabeled JSON and manifest.json go.")
+@config_options
+def split(root: str | None, out_dir: str, config_path: str | None, overrides: tuple[str, ...]) -> None:
+    """Split the training set into labeled, held-out and unlabeled files by data.split_seed.
+
+    Sizes come from data.num_labeled (or data.labeled_fraction) and data.holdout_labeled, e.g.
+    --set data.num_labeled=1000 for the 1K protocol.
+    """
+    from components.data.split import SplitError, coco_layout, make_split
+
+    cfg = resolve_config(config_path, overrides)
+    root = root or cfg.data.root
+    train_ann, train_images = coco_layout(root, cfg.data.train_split)
+    val_ann, val_images = coco_layout(root, cfg.data.val_split)
+    try:
+        files = make_split(train_ann, train_images, val_ann, val_images, out_dir, cfg.data)
+    except SplitError as exc:
+        raise click.ClickException(str(exc)) from exc
+    manifest = json.loads(files.manifest.read_text())
+    for name, count in manifest["counts"].items():
+        click.echo(f"{name:>9}: {count['images']:>7} images {count['annotations']:>8} annotations")
+    click.echo(f"manifest: {files.manifest}")

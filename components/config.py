@@ -38,6 +38,7 @@ class DataConfig(Section):
     labeled_fraction: float | None = Field(0.05, gt=0.0, le=1.0)  # used when num_labeled is None
     holdout_labeled: int = Field(20, ge=0)  # labeled images held out to rank reviewer snapshots
     unlabeled_boxes: str = "ground_truth"  # or a COCO detection-results JSON
+    unlabeled_min_score: float = Field(0.5, ge=0.0, le=1.0)  # detector boxes kept as unlabeled people
     split_seed: int = 0
     min_keypoints: int = Field(1, ge=0)  # people with fewer labeled keypoints are not trained on
 
@@ -77,6 +78,7 @@ class AugmentConfig(Section):
     easy_rotation: float = Field(10.0, ge=0.0)
     color_jitter: float = Field(0.4, ge=0.0)
     noise_std: float = Field(0.05, ge=0.0)
+    blur_prob: float = Field(0.3, ge=0.0, le=1.0)  # hard view only
 
 
 class ModelConfig(Section):
@@ -85,6 +87,7 @@ class ModelConfig(Section):
     deconv_layers: int = Field(3, ge=0)
     deconv_channels: int = Field(256, ge=8)
     mfl_strides: tuple[int, ...] = (8, 16, 32)  # earlier stages that get auxiliary heatmap heads
+    mfl_channels: int = Field(64, ge=8)  # width of each light auxiliary head
 
 
 class EMAConfig(Section):
@@ -141,6 +144,8 @@ class TrainConfig(Section):
     grad_clip: float | None = Field(5.0, gt=0.0)
     amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
     channels_last: bool = True
+    sync_bn: bool = True  # SyncBatchNorm across GPUs under torchrun (no CPU kernel: gloo runs plain BN)
+    freeze_bn: bool = False  # BN layers use running statistics while training (tiny per-device batches)
     num_workers: int = Field(2, ge=0)
     device: str = "auto"
     seed: int = 0
@@ -158,6 +163,9 @@ class EvalConfig(Section):
     decoder: Literal["argmax", "dark"] = "argmax"
     boxes: str = "ground_truth"  # or a COCO detection-results JSON
     batch_size: int = Field(64, ge=1)
+    keypoint_score_threshold: float = Field(0.2, ge=0.0, le=1.0)  # joints above it score the person
+    num_workers: int = Field(2, ge=0)
+    oks_nms_threshold: float | None = Field(0.9, gt=0.0, le=1.0)  # detector boxes only; None keeps duplicates
 
 
 class StorageConfig(Section):
@@ -177,7 +185,7 @@ class RegistryConfig(Section):
 
 class KubernetesConfig(Section):
     namespace: str = "trs-pose"
-    image: str = "ghcr.io/trs-pose/trainer:latest"
+    image: str = "ghcr.io/trs-pose/trainer:0.1.0"  # pinned tag; prod pins a digest (k8s/overlays/prod)
     gpus: int = Field(1, ge=0)
     nodes: int = Field(1, ge=1)
     processes_per_node: int = Field(1, ge=1)
@@ -189,6 +197,17 @@ class KubernetesConfig(Section):
     backoff_limit: int = Field(3, ge=0)
     ttl_seconds_after_finished: int = Field(86_400, ge=0)
     shm_size: str = "8Gi"
+    cpu_request: str = "4"
+    cpu_limit: str = "8"
+    memory_request: str = "24Gi"
+    memory_limit: str = "24Gi"
+    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = "IfNotPresent"
+    launcher_service_account: str = "trs-pose-launcher"  # the CronJob's pod; training pods get no token
+    run_prefix: str = "runs"  # pods write checkpoints and result.json under s3://<bucket>/<run_prefix>/<run id>/
+    config_error_exit_code: int = Field(2, ge=1, le=255)  # click's usage-error code: FailJob, never retried
+    runtime: str = "torch-distributed"  # Kubeflow Trainer ClusterTrainingRuntime for multi-GPU TrainJobs
+    schedule: str = "0 3 * * 0"  # retraining CronJob schedule
+    unschedulable_timeout_seconds: int = Field(900, ge=0)  # launcher gives up on a pod Unschedulable this long
 
 
 class BackendConfig(Section):

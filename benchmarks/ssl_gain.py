@@ -1,0 +1,197 @@
+"""Semi-supervised gain on synthetic people: supervised vs mean_teacher vs TRS and its ablations.
+
+Same data, same iterations, same network for every variant; only the method switches differ:
+
+    supervised           labeled crops only (the floor)
+    mean_teacher         + EMA-teacher consistency on unlabeled crops (PoseCons-style)
+    trs                  + reviewer + Multi-level Feature Learning + Keypoint-Mix
+    trs_no_reviewer      trs without the reviewer
+    trs_no_mfl           trs without the MFL heads
+    trs_no_keypoint_mix  trs without Keypoint-Mix
+    supervised_full      supervised on every training label (the ceiling)
+
+Each variant trains once per seed (the seed picks the labeled subset and the training randomness)
+and is scored by COCO keypoint AP on the synthetic validation set with ground-truth boxes. The
+schedule's warm-ups, ramp-up and reviewer interval scale with --iterations unless --set says
+otherwise. Finished runs are cached in WORK_DIR/results.json and checkpoints resume, so a killed
+benchmark continues where it stopped. Prints a markdown table of AP mean and spread.
+
+    python benchmarks/ssl_gain.py --iterations 60 --images 120 --input 64x48 --seeds 0      # CPU smoke
+    python benchmarks/ssl_gain.py --iterations 3000 --images 4000 --input 256x192 --device cuda
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from components.config import ExperimentConfig, load_config  # noqa: E402
+from components.data.split import coco_layout, make_split  # noqa: E402
+
+VARIANTS: dict[str, list[str]] = {
+    "supervised": ["train.method=supervised"],
+    "mean_teacher": ["train.method=mean_teacher"],
+    "trs": ["train.method=trs"],
+    "trs_no_reviewer": ["train.method=trs", "train.reviewer.enabled=false"],
+    "trs_no_mfl": ["train.method=trs", "train.mfl.enabled=false"],
+    "trs_no_keypoint_mix": ["train.method=trs", "train.keypoint_mix.enabled=false"],
+    "supervised_full": ["train.method=supervised"],
+}
+METRICS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    height, width = (int(v) for v in text.lower().split("x"))
+    return height, width
+
+
+def ensure_data(root: Path, args: argparse.Namespace) -> None:
+    if (root / "annotations" / "person_keypoints_train.json").is_file():
+        return
+    from components.data.synthetic import generate_dataset
+
+    print(f"generating {args.images} + {args.val_images} synthetic images into {root}", flush=True)
+    generate_dataset(root, args.images, args.val_images, seed=args.data_seed, image_size=parse_size(args.image_size))
+
+
+def labeled_image_count(ann_file: Path) -> int:
+    coco = json.loads(ann_file.read_text())
+    return len({a["image_id"] for a in coco["annotations"] if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd")})
+
+
+def scaled_schedule(iterations: int) -> list[str]:
+    """Warm-ups and intervals as fractions of the run, so a short run still reaches every phase."""
+    return [
+        f"train.warmup_iters={max(1, iterations // 20)}",
+        f"train.ema.warmup_iters={max(1, iterations // 10)}",
+        f"train.consistency.rampup_iters={max(1, iterations // 5)}",
+        f"train.reviewer.check_every={max(1, iterations // 10)}",
+        f"train.checkpoint.every={max(1, iterations // 4)}",
+        "train.checkpoint.keep_last=1",
+        f"train.log_every={max(1, iterations // 10)}",
+    ]
+
+
+def run_variant(variant: str, seed: int, args: argparse.Namespace, data_root: Path, work: Path) -> dict[str, float]:
+    from components.engine.checkpoint import load_student
+    from components.engine.trainer import train
+    from components.evaluation import evaluate_model
+
+    train_ann, train_images = coco_layout(data_root, "train")
+    val_ann, val_images = coco_layout(data_root, "val")
+    overrides = [
+        f"data.root={data_root}", f"data.split_seed={seed}", f"data.holdout_labeled={args.holdout}",
+        f"input.image_size=[{args.input_size[0]}, {args.input_size[1]}]", f"model.backbone={args.backbone}",
+        f"train.iterations={args.iterations}", f"train.batch_size={args.batch}",
+        f"train.unlabeled_batch_size={args.unlabeled_batch}", f"train.seed={seed}", f"train.device={args.device}",
+        f"train.num_workers={args.workers}", f"eval.num_workers={args.workers}",
+        f"train.checkpoint.dir={work / 'checkpoints' / variant / f'seed{seed}'}",
+        *scaled_schedule(args.iterations), *VARIANTS[variant],
+    ]
+    if variant == "supervised_full":
+        overrides.append(f"data.num_labeled={labeled_image_count(train_ann) - args.holdout}")
+    else:
+        overrides += ["data.num_labeled=null", f"data.labeled_fraction={args.labeled_fraction}"]
+    cfg: ExperimentConfig = load_config(args.config, overrides + list(args.overrides))
+    split_name = "full" if variant == "supervised_full" else f"frac{args.labeled_fraction:g}"
+    split = make_split(train_ann, train_images, val_ann, val_images, work / "splits" / f"{split_name}-seed{seed}", cfg.data)
+    started = time.perf_counter()
+    result = train(cfg, split, progress=not args.no_progress)
+    model, _ = load_student(result.checkpoint_uri)
+    metrics = evaluate_model(model, val_ann, val_images, cfg, device=cfg.train.device if cfg.train.device != "auto" else None)
+    return {**{k: float(metrics[k]) for k in METRICS}, "train_minutes": (time.perf_counter() - started) / 60}
+
+
+def summarise(results: dict[str, dict[str, dict[str, float]]], variants: list[str], args: argparse.Namespace) -> str:
+    def mean_std(values: list[float]) -> tuple[float, float]:
+        return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+    floor = [r["AP"] for r in results.get("supervised", {}).values()]
+    floor_mean = statistics.fmean(floor) if floor else None
+    lines = [
+        f"{args.iterations} iterations, batch {args.batch} labeled + {args.unlabeled_batch} unlabeled, "
+        f"{args.backbone} at {args.input_size[0]}x{args.input_size[1]}, {args.images} synthetic training images "
+        f"({args.labeled_fraction:.0%} labeled, {args.holdout} held out for the reviewer), "
+        f"{args.val_images} validation images; AP in points (x100), mean ± sample std over seeds.",
+        "",
+        "| variant | seeds | AP | AP50 | AP75 | AR | ΔAP vs supervised | train min/run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for variant in variants:
+        runs = list(results.get(variant, {}).values())
+        if not runs:
+            continue
+        cells = []
+        for metric in ("AP", "AP50", "AP75", "AR"):
+            mean, std = mean_std([100 * r[metric] for r in runs])
+            cells.append(f"{mean:.1f} ± {std:.1f}")
+        delta = "" if floor_mean is None else f"{100 * (statistics.fmean(r['AP'] for r in runs) - floor_mean):+.1f}"
+        minutes = statistics.fmean(r["train_minutes"] for r in runs)
+        lines.append(f"| {variant} | {len(runs)} | {' | '.join(cells)} | {delta} | {minutes:.1f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work-dir", default="runs/bench/ssl_gain", help="data, splits, checkpoints and results.json")
+    parser.add_argument("--config", default=None, help="Experiment YAML underneath the benchmark's settings.")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], help="Config override, applied last.")
+    parser.add_argument("--images", type=int, default=600, help="synthetic training images")
+    parser.add_argument("--val-images", type=int, default=100)
+    parser.add_argument("--image-size", default="256x320", help="synthetic image HxW")
+    parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--input", dest="input_size", type=parse_size, default=(256, 192), help="network input HxW")
+    parser.add_argument("--backbone", default="resnet18")
+    parser.add_argument("--iterations", type=int, default=1000)
+    parser.add_argument("--batch", type=int, default=32, help="labeled crops per iteration")
+    parser.add_argument("--unlabeled-batch", type=int, default=32)
+    parser.add_argument("--labeled-fraction", type=float, default=0.05)
+    parser.add_argument("--holdout", type=int, default=20, help="labeled images held out to rank reviewer snapshots")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--workers", type=int, default=2, help="DataLoader workers")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--markdown-out", default=None, help="also write the table here")
+    args = parser.parse_args(argv)
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown:
+        parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    work = Path(args.work_dir).resolve()
+    data_root = work / "data"
+    ensure_data(data_root, args)
+    results_file = work / "results.json"
+    settings = {k: v for k, v in vars(args).items() if k not in ("seeds", "variants", "no_progress", "markdown_out", "workers", "device", "work_dir")}
+    settings = json.loads(json.dumps(settings))
+    stored = json.loads(results_file.read_text()) if results_file.is_file() else {"settings": settings, "runs": {}}
+    if stored["settings"] != settings:
+        changed = sorted(k for k in settings if stored["settings"].get(k) != settings[k])
+        parser.error(f"{work} holds runs made with other settings ({', '.join(changed)}); use another --work-dir")
+    results: dict[str, dict[str, dict[str, float]]] = stored["runs"]
+    for seed in seeds:
+        for variant in variants:
+            if str(seed) in results.get(variant, {}):
+                continue
+            print(f"== {variant} seed {seed}", flush=True)
+            results.setdefault(variant, {})[str(seed)] = run_variant(variant, seed, args, data_root, work)
+            results_file.write_text(json.dumps({"settings": settings, "runs": results}, indent=1))
+            print(f"   AP {100 * results[variant][str(seed)]['AP']:.1f}", flush=True)
+    table = summarise({v: {s: r for s, r in results.get(v, {}).items() if int(s) in seeds} for v in variants}, variants, args)
+    print(table)
+    if args.markdown_out:
+        Path(args.markdown_out).write_text(table + "\n")
+    return table
+
+
+if __name__ == "__main__":
+    main()

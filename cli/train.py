@@ -1,0 +1,162 @@
+"""`trs-pose train`: train a pose model (supervised, mean_teacher or trs) outside the pipeline.
+
+Runs as one process, or under `torchrun --nproc_per_node N -m cli.main train ...` for data
+parallelism; only rank 0 prints. Training resumes from the latest checkpoint in
+train.checkpoint.dir unless `--set train.checkpoint.resume=false`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from cli.options import config_options, resolve_config
+
+
+class JsonLinesLogger:
+    """Metrics as one JSON object per line, appended (a resumed run continues the same file)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def log_metrics(self, metrics: dict[str, float], step: int) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps({"step": step, **metrics}) + "\n")
+
+
+def split_from_dir(split_dir: str | Path) -> Any:
+    """The SplitFiles a `trs-pose data split --out DIR` run wrote, read back from DIR/manifest.json."""
+    from components.data.split import SplitFiles
+
+    manifest_path = Path(split_dir) / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        outputs, inputs = manifest["outputs"], manifest["inputs"]
+        split = SplitFiles(
+            labeled_ann=Path(outputs["labeled_ann"]["path"]),
+            unlabeled_ann=Path(outputs["unlabeled_ann"]["path"]),
+            holdout_ann=Path(outputs["holdout_ann"]["path"]),
+            train_images=Path(manifest["train_images"]),
+            val_ann=Path(inputs["val_ann"]["path"]),
+            val_images=Path(manifest["val_images"]),
+            manifest=manifest_path,
+        )
+    except FileNotFoundError as exc:
+        raise click.UsageError(f"{manifest_path}: no split manifest; make one with `trs-pose data split`") from exc
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise click.UsageError(f"{manifest_path}: not a split manifest ({exc!r})") from exc
+    missing = [str(p) for p in (split.labeled_ann, split.unlabeled_ann, split.holdout_ann) if not p.is_file()]
+    if missing:
+        raise click.UsageError(f"{manifest_path}: the split's files are missing: {', '.join(missing)}")
+    return split
+
+
+def split_from_annotations(
+    ann: str, images: str, val_ann: str | None, val_images: str | None, out_dir: str, cfg: Any
+) -> Any:
+    from components.data.split import SplitError, make_split
+
+    try:
+        return make_split(ann, images, val_ann or ann, val_images or images, out_dir, cfg.data)
+    except SplitError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def print_summary(result: Any, cfg: Any) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{cfg.name}: {cfg.train.method}, {result.step} iterations")
+    table.add_column("metric")
+    table.add_column("last value", justify="right")
+    last: dict[str, float] = {}
+    for record in result.history:
+        last.update(record)
+    for name, value in last.items():
+        if name != "step":
+            table.add_row(name, f"{value:.4g}")
+    console = Console()
+    console.print(table)
+    console.print(f"checkpoint: {result.checkpoint_uri}")
+
+
+@click.command()
+@config_options
+@click.option("--split-dir", type=click.Path(file_okay=False), default=None, help="A split made by `trs-pose data split --out DIR`.")
+@click.option("--ann", type=click.Path(exists=True, dir_okay=False), default=None, help="Training COCO keypoint file, split here by the config's data section.")
+@click.option("--images", type=click.Path(exists=True, file_okay=False), default=None, help="Images of --ann.")
+@click.option("--val-ann", type=click.Path(exists=True, dir_okay=False), default=None, help="Validation COCO file [default: --ann].")
+@click.option("--val-images", type=click.Path(exists=True, file_okay=False), default=None, help="Images of --val-ann [default: --images].")
+@click.option("--split-out", type=click.Path(file_okay=False), default="runs/split", show_default=True, help="Where --ann's split is written.")
+@click.option("--checkpoint-dir", default=None, help="Local dir or s3:// prefix (shorthand for --set train.checkpoint.dir=...).")
+@click.option("--metrics-file", type=click.Path(dir_okay=False), default=None, help="Append metrics as JSON lines here.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object instead of a table.")
+@click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
+def train(
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    split_dir: str | None,
+    ann: str | None,
+    images: str | None,
+    val_ann: str | None,
+    val_images: str | None,
+    split_out: str,
+    checkpoint_dir: str | None,
+    metrics_file: str | None,
+    as_json: bool,
+    no_progress: bool,
+) -> None:
+    """Train on a split (--split-dir), on a COCO file split here (--ann/--images), or on data.root.
+
+    \b
+    Examples:
+      trs-pose train --config configs/demo.yaml --split-dir runs/split
+      trs-pose train --ann train.json --images train/ --set train.method=supervised --set train.iterations=500
+      torchrun --nproc_per_node 2 -m cli.main train --config configs/coco_1k.yaml --split-dir runs/split
+    """
+    if split_dir and ann:
+        raise click.UsageError("give --split-dir or --ann/--images, not both")
+    if bool(ann) != bool(images):
+        raise click.UsageError("--ann and --images go together")
+    if checkpoint_dir:
+        overrides = (*overrides, f"train.checkpoint.dir={checkpoint_dir}")
+    cfg = resolve_config(config_path, overrides)
+    if split_dir:
+        split = split_from_dir(split_dir)
+    elif ann:
+        split = split_from_annotations(ann, images, val_ann, val_images, split_out, cfg)
+    else:
+        from components.data.split import coco_layout
+
+        train_ann, train_images = coco_layout(cfg.data.root, cfg.data.train_split)
+        if not train_ann.is_file():
+            raise click.UsageError(
+                f"{train_ann}: no training annotations under data.root={cfg.data.root}; pass --split-dir or "
+                "--ann/--images, or make data with `trs-pose data synth --out DIR`"
+            )
+        val = coco_layout(cfg.data.root, cfg.data.val_split)
+        split = split_from_annotations(str(train_ann), str(train_images), str(val[0]), str(val[1]), split_out, cfg)
+
+    from components.data.records import RecordError
+    from components.engine.trainer import train as run_training
+
+    logger = JsonLinesLogger(metrics_file) if metrics_file else None
+    from components.engine.distributed import shutdown_distributed
+
+    try:
+        result = run_training(cfg, split, logger, progress=not no_progress)
+    except (RecordError, FloatingPointError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        shutdown_distributed()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    if as_json:
+        click.echo(json.dumps({"checkpoint": result.checkpoint_uri, "step": result.step, "last": result.history[-1] if result.history else {}}))
+    else:
+        print_summary(result, cfg)

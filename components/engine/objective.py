@@ -1,0 +1,153 @@
+"""The training objective of every method, from one batch of labeled and one of unlabeled crops.
+
+    L = L_sup + sum_l w_l L_sup_l
+        + lambda_u(t) [ L_cons(student, teacher) + lambda_r L_cons(student, reviewer) + sum_l w_l L_cons_l ]
+
+- `supervised`: L_sup only (unlabeled batch ignored).
+- `mean_teacher`: + lambda_u(t) L_cons(student(hard), warp(teacher(easy))), no MFL, no Keypoint-Mix.
+- `trs`: the full objective; train.reviewer.enabled, train.mfl.enabled and train.keypoint_mix.enabled
+  switch its components off for the ablations. With train.reviewer.fuse_by_confidence the teacher
+  and reviewer targets are fused per keypoint (the more confident wins) into the one teacher term,
+  and the separate reviewer term is dropped.
+
+The student runs once per call on the labeled images and the hard views concatenated (one forward
+keeps DistributedDataParallel's one-forward-per-backward rule and batch-norm sees both). Teacher
+and reviewer run batched in inference mode; their pseudo-heatmaps are cloned out of inference mode
+before entering the autograd graph as constants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from components.config import ExperimentConfig
+from components.engine.keypoint_mix import keypoint_mix
+from components.engine.losses import consistency_loss, heatmap_mse, rampup
+from components.engine.pseudo_labels import heatmap_peaks, warp_heatmaps
+from components.engine.reviewer import Reviewer
+
+METHODS = ("supervised", "mean_teacher", "trs")
+
+
+def _as_input(images: torch.Tensor, cfg: ExperimentConfig) -> torch.Tensor:
+    return images.contiguous(memory_format=torch.channels_last) if cfg.train.channels_last and images.dim() == 4 else images
+
+
+def _require(batch: Mapping[str, torch.Tensor], keys: tuple[str, ...], name: str) -> None:
+    missing = [k for k in keys if k not in batch]
+    if missing:
+        raise KeyError(f"{name} batch lacks {missing}; it has {sorted(batch)}")
+
+
+def _mfl_weights(cfg: ExperimentConfig, num_aux: int) -> tuple[float, ...]:
+    if cfg.train.method != "trs" or not cfg.train.mfl.enabled or num_aux == 0:
+        return ()
+    weights = tuple(cfg.train.mfl.weights)
+    if len(weights) != num_aux:
+        raise ValueError(f"train.mfl.weights has {len(weights)} entries but the model has {num_aux} MFL heads")
+    return weights
+
+
+def lambda_u(cfg: ExperimentConfig, step: int) -> float:
+    return cfg.train.consistency.weight * rampup(step, cfg.train.consistency.rampup_iters)
+
+
+def pseudo_targets(
+    teacher: nn.Module,
+    reviewer: Reviewer | None,
+    unlabeled: Mapping[str, torch.Tensor],
+    cfg: ExperimentConfig,
+) -> dict[str, torch.Tensor]:
+    """Teacher (and reviewer) heatmaps on the easy views, carried into the hard views, with peaks."""
+    stride = cfg.input.heatmap_stride
+    easy = _as_input(unlabeled["easy"], cfg)
+    with torch.inference_mode():
+        out: dict[str, torch.Tensor] = {}
+        out["teacher"] = warp_heatmaps(teacher(easy).heatmaps.float(), unlabeled["easy_to_hard"], unlabeled["flipped"], stride)
+        if reviewer is not None and reviewer.ready:
+            out["reviewer"] = warp_heatmaps(reviewer.predict(easy).float(), unlabeled["easy_to_hard"], unlabeled["flipped"], stride)
+        for name in list(out):
+            out[f"{name}_coords"], out[f"{name}_conf"] = heatmap_peaks(out[name])
+    return {k: v.clone() for k, v in out.items()}
+
+
+def compute_losses(
+    method: str,
+    student: nn.Module,
+    teacher: nn.Module | None,
+    reviewer: Reviewer | None,
+    labeled_batch: Mapping[str, torch.Tensor],
+    unlabeled_batch: Mapping[str, torch.Tensor] | None,
+    cfg: ExperimentConfig,
+    step: int,
+    generator: torch.Generator | None = None,
+) -> dict[str, torch.Tensor]:
+    """Loss terms of one iteration: "total" carries the graph, the others are detached 0-d tensors."""
+    if method not in METHODS:
+        raise ValueError(f"train.method={method!r}: expected one of {METHODS}")
+    _require(labeled_batch, ("image", "target", "target_weight"), "labeled")
+    train = cfg.train
+    semi = method != "supervised" and unlabeled_batch is not None
+    if semi:
+        _require(unlabeled_batch, ("easy", "hard", "easy_to_hard", "flipped"), "unlabeled")
+        semi = unlabeled_batch["easy"].shape[0] > 0
+    if semi and teacher is None:
+        raise ValueError(f"method {method!r} needs a teacher")
+    images = labeled_batch["image"]
+    num_labeled = images.shape[0]
+    use_reviewer = method == "trs" and train.reviewer.enabled and reviewer is not None
+
+    pseudo: dict[str, torch.Tensor] = {}
+    if semi:
+        pseudo = pseudo_targets(teacher, reviewer if use_reviewer else None, unlabeled_batch, cfg)
+        hard = unlabeled_batch["hard"]
+        if method == "trs" and train.keypoint_mix.enabled:
+            if generator is None:
+                raise ValueError("Keypoint-Mix needs the training loop's torch.Generator for determinism")
+            tau = train.consistency.confidence_threshold
+            stride = cfg.input.heatmap_stride
+            keypoints = (pseudo["teacher_coords"] + 0.5) * stride - 0.5  # geometry.heatmap_to_input, on tensors
+            height = torch.full((hard.shape[0],), float(hard.shape[-2]), device=hard.device)
+            hard = keypoint_mix(hard, keypoints, pseudo["teacher_conf"] >= tau, height, train.keypoint_mix, generator)
+        images = torch.cat([images, hard.to(images.dtype)], dim=0)
+
+    out = student(_as_input(images, cfg))
+    heatmaps = out.heatmaps.float()
+    aux = [a.float() for a in out.aux]
+    mfl_weights = _mfl_weights(cfg, len(aux))
+    target, weight = labeled_batch["target"], labeled_batch["target_weight"]
+
+    sup = heatmap_mse(heatmaps[:num_labeled], target, weight)
+    zero = heatmaps.new_zeros(())
+    sup_mfl = sum((w * heatmap_mse(a[:num_labeled], target, weight) for w, a in zip(mfl_weights, aux)), zero)
+    total = sup + sup_mfl
+    terms = {"sup": sup.detach(), "sup_mfl": sup_mfl.detach()}
+
+    if semi:
+        tau = train.consistency.confidence_threshold
+        teacher_maps, teacher_conf = pseudo["teacher"], pseudo["teacher_conf"]
+        reviewer_term = "reviewer" in pseudo and not train.reviewer.fuse_by_confidence
+        if "reviewer" in pseudo and train.reviewer.fuse_by_confidence:
+            take_reviewer = pseudo["reviewer_conf"] > teacher_conf
+            teacher_maps = torch.where(take_reviewer[..., None, None], pseudo["reviewer"], teacher_maps)
+            teacher_conf = torch.maximum(teacher_conf, pseudo["reviewer_conf"])
+        student_hard = heatmaps[num_labeled:]
+        mask = teacher_conf >= tau
+        cons_teacher = consistency_loss(student_hard, teacher_maps, mask)
+        cons_reviewer = zero
+        if reviewer_term:
+            cons_reviewer = consistency_loss(student_hard, pseudo["reviewer"], pseudo["reviewer_conf"] >= tau)
+        cons_mfl = sum((w * consistency_loss(a[num_labeled:], teacher_maps, mask) for w, a in zip(mfl_weights, aux)), zero)
+        weight_u = lambda_u(cfg, step)
+        total = total + weight_u * (cons_teacher + train.reviewer.weight * cons_reviewer + cons_mfl)
+        terms.update(
+            cons_teacher=cons_teacher.detach(),
+            cons_reviewer=cons_reviewer.detach(),
+            cons_mfl=cons_mfl.detach(),
+            lambda_u=torch.tensor(weight_u),
+            confident_fraction=mask.float().mean(),
+        )
+    return {"total": total, **terms}

@@ -1,0 +1,65 @@
+"""Pseudo-labels: carry easy-view heatmaps into the hard view's frame, and read their peaks.
+
+The datasets give `easy_to_hard`, an affine on input pixels (pixel centres at integers, see
+components/data/geometry.py). It is expressed in heatmap pixels, inverted (grid_sample pulls each
+hard-view pixel from the easy view) and normalised for `align_corners=False`, whose grid also
+puts pixel centres at `(2 p + 1) / size - 1`. When the hard view is mirrored, left and right
+keypoint channels are swapped with FLIP_INDEX.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from components.keypoints import FLIP_INDEX
+
+
+def _homogeneous(affine: torch.Tensor) -> torch.Tensor:
+    """[B,2,3] -> [B,3,3]."""
+    bottom = torch.tensor([0.0, 0.0, 1.0], dtype=affine.dtype, device=affine.device).expand(affine.shape[0], 1, 3)
+    return torch.cat([affine, bottom], dim=1)
+
+
+def _scale_offset(batch: int, sx: float, sy: float, ox: float, oy: float, like: torch.Tensor) -> torch.Tensor:
+    m = torch.tensor([[sx, 0.0, ox], [0.0, sy, oy], [0.0, 0.0, 1.0]], dtype=like.dtype, device=like.device)
+    return m.expand(batch, 3, 3)
+
+
+def heatmap_affine(easy_to_hard: torch.Tensor, stride: int) -> torch.Tensor:
+    """Input-pixel affines [B,2,3] -> the same maps on heatmap pixels, [B,3,3] float64."""
+    a = _homogeneous(easy_to_hard.to(torch.float64))
+    batch, c = a.shape[0], 0.5 * stride - 0.5
+    to_input = _scale_offset(batch, stride, stride, c, c, a)
+    to_heatmap = _scale_offset(batch, 1.0 / stride, 1.0 / stride, -c / stride, -c / stride, a)
+    return to_heatmap @ a @ to_input
+
+
+def warp_heatmaps(
+    heatmaps: torch.Tensor, easy_to_hard: torch.Tensor, flipped: torch.Tensor, stride: int
+) -> torch.Tensor:
+    """Easy-view heatmaps [B,K,h,w] resampled into the hard view; areas outside the easy view are 0."""
+    batch, num_kp, h, w = heatmaps.shape
+    if easy_to_hard.shape != (batch, 2, 3):
+        raise ValueError(f"easy_to_hard must be [{batch},2,3], got {tuple(easy_to_hard.shape)}")
+    hard_to_easy = torch.linalg.inv(heatmap_affine(easy_to_hard.to(heatmaps.device), stride))
+    to_norm = _scale_offset(batch, 2.0 / w, 2.0 / h, 1.0 / w - 1.0, 1.0 / h - 1.0, hard_to_easy)
+    from_norm = torch.linalg.inv(to_norm)
+    theta = (to_norm @ hard_to_easy @ from_norm)[:, :2].to(heatmaps.dtype)
+    grid = F.affine_grid(theta, [batch, num_kp, h, w], align_corners=False)
+    warped = F.grid_sample(heatmaps, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    if num_kp != len(FLIP_INDEX):
+        if bool(flipped.any()):
+            raise ValueError(f"cannot mirror {num_kp} keypoint channels with the {len(FLIP_INDEX)}-keypoint FLIP_INDEX")
+        return warped
+    flip_index = torch.as_tensor(FLIP_INDEX, device=heatmaps.device)
+    mirrored = flipped.to(device=heatmaps.device, dtype=torch.bool).view(batch, 1, 1, 1)
+    return torch.where(mirrored, warped[:, flip_index], warped)
+
+
+def heatmap_peaks(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Argmax of each map: coords [B,K,2] as (x, y) heatmap pixels (float) and peak values [B,K]."""
+    batch, num_kp, _, w = heatmaps.shape
+    maxvals, flat = heatmaps.reshape(batch, num_kp, -1).max(dim=-1)
+    coords = torch.stack([flat % w, torch.div(flat, w, rounding_mode="floor")], dim=-1).to(heatmaps.dtype)
+    return coords, maxvals

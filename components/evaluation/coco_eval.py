@@ -1,0 +1,147 @@
+"""COCO keypoint AP/AR with pycocotools, the way the field reports it (OKS, COCO's sigmas).
+
+Results are checked before pycocotools sees them: it fails on a bad record with an unhelpful
+`KeyError` or a numpy broadcast error, or silently scores it as a miss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import json
+import math
+import numbers
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from components.keypoints import NUM_KEYPOINTS, OKS_SIGMAS, PERSON_CATEGORY
+
+# The order of COCOeval.stats for iouType="keypoints".
+METRIC_NAMES: tuple[str, ...] = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
+
+
+class ResultsError(ValueError):
+    """A keypoint results file or list that breaks COCO's results format; names the record and rule."""
+
+
+class AnnotationsError(ValueError):
+    """A ground-truth annotation file that cannot be evaluated against."""
+
+
+def load_ground_truth(ann: str | Path | Mapping[str, Any] | COCO) -> COCO:
+    """A pycocotools COCO index from a file path, a parsed COCO dict or an existing index (reused as is)."""
+    if isinstance(ann, COCO):
+        return ann
+    if isinstance(ann, Mapping):
+        source, dataset = "<annotation dict>", copy.deepcopy(dict(ann))
+    else:
+        source = str(ann)
+        try:
+            dataset = json.loads(Path(ann).read_text())
+        except FileNotFoundError as exc:
+            raise AnnotationsError(f"{source}: annotation file not found") from exc
+        except json.JSONDecodeError as exc:
+            raise AnnotationsError(f"{source}: not valid JSON: {exc}") from exc
+    for key in ("images", "annotations"):
+        if not isinstance(dataset.get(key), list):
+            raise AnnotationsError(f"{source}: missing the {key!r} list required by COCO's format")
+    dataset.setdefault("categories", [PERSON_CATEGORY])
+    coco = COCO()
+    coco.dataset = dataset
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco
+
+
+def load_results(path: str | Path) -> list[dict[str, Any]]:
+    """A COCO keypoint results JSON file (a list of records)."""
+    try:
+        results = json.loads(Path(path).read_text())
+    except FileNotFoundError as exc:
+        raise ResultsError(f"{path}: results file not found") from exc
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{path}: not valid JSON: {exc}") from exc
+    if not isinstance(results, list):
+        raise ResultsError(f"{path}: a results file must hold a JSON list of records, got {type(results).__name__}")
+    return results
+
+
+def check_results(results: Sequence[Mapping[str, Any]], gt: COCO, source: str = "results") -> None:
+    """Raise ResultsError on the first record pycocotools would mis-handle."""
+    image_ids = set(gt.getImgIds())
+    category_ids = set(gt.getCatIds())
+    expected_values = NUM_KEYPOINTS * 3
+    for index, record in enumerate(results):
+        where = f"{source}: record {index}"
+        if not isinstance(record, Mapping):
+            raise ResultsError(f"{where}: rule 'record is an object': got {type(record).__name__}")
+        for field in ("image_id", "category_id", "keypoints", "score"):
+            if field not in record:
+                raise ResultsError(f"{where}: rule 'has field {field}': the field is missing")
+        if record["image_id"] not in image_ids:
+            raise ResultsError(
+                f"{where}: rule 'image_id is in the ground truth': image_id {record['image_id']!r} is not an image "
+                "of the annotation file"
+            )
+        if record["category_id"] not in category_ids:
+            raise ResultsError(
+                f"{where}: rule 'category_id is in the ground truth': category_id {record['category_id']!r} "
+                f"is not one of {sorted(category_ids)}"
+            )
+        keypoints = record["keypoints"]
+        if not isinstance(keypoints, (list, tuple)) or len(keypoints) != expected_values:
+            count = len(keypoints) if isinstance(keypoints, (list, tuple)) else type(keypoints).__name__
+            raise ResultsError(
+                f"{where}: rule 'keypoints holds {NUM_KEYPOINTS} (x, y, v) triples = {expected_values} numbers': "
+                f"got {count}"
+            )
+        if not all(_is_finite_number(value) for value in keypoints):
+            raise ResultsError(f"{where}: rule 'keypoints are finite numbers': found a non-number, NaN or inf")
+        if not _is_finite_number(record["score"]):
+            raise ResultsError(f"{where}: rule 'score is a finite number': got {record['score']!r}")
+
+
+def coco_keypoint_eval(
+    ann: str | Path | Mapping[str, Any] | COCO,
+    results: Sequence[Mapping[str, Any]] | str | Path,
+    image_ids: Iterable[int] | None = None,
+    verbose: bool = False,
+) -> dict[str, float]:
+    """AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl (floats in [0, 1]) of keypoint results.
+
+    `image_ids` restricts evaluation to those images (default: every image of the annotations).
+    An empty results list scores 0 everywhere. A metric pycocotools leaves undefined (-1, e.g. APm
+    with no medium-sized people) is reported as 0.0 so the figures stay in [0, 1]. pycocotools'
+    console output appears only with `verbose`.
+    """
+    gt = load_ground_truth(ann)
+    source = str(results) if isinstance(results, (str, Path)) else "results"
+    records = load_results(results) if isinstance(results, (str, Path)) else list(results)
+    check_results(records, gt, source)
+    if not records:
+        return {name: 0.0 for name in METRIC_NAMES}
+    # loadRes recomputes area and bbox on the dicts it is given; hand it copies, not the caller's
+    records = [dict(record, keypoints=[float(v) for v in record["keypoints"]]) for record in records]
+    sink: contextlib.AbstractContextManager = (
+        contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+    )
+    with sink:
+        predictions = gt.loadRes(records)
+        evaluator = COCOeval(gt, predictions, iouType="keypoints")
+        evaluator.params.kpt_oks_sigmas = np.asarray(OKS_SIGMAS, dtype=np.float64)
+        if image_ids is not None:
+            evaluator.params.imgIds = sorted(set(image_ids))
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    return {name: max(0.0, float(value)) for name, value in zip(METRIC_NAMES, evaluator.stats, strict=True)}
+
+
+def _is_finite_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))

@@ -1,0 +1,64 @@
+"""Heatmap heads: SimpleBaseline's deconvolution head and the light Multi-level Feature Learning heads."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def _init_heatmap_layer(layer: nn.Module) -> None:
+    """SimpleBaseline's init: tiny weights so the first heatmaps are near zero, not noise."""
+    nn.init.normal_(layer.weight, std=0.001)
+    if layer.bias is not None:
+        nn.init.zeros_(layer.bias)
+
+
+def match_size(heatmaps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize (pixel-centre aligned) when a map is not already `size`, e.g. odd input widths."""
+    if tuple(heatmaps.shape[-2:]) == tuple(size):
+        return heatmaps
+    return F.interpolate(heatmaps, size=size, mode="bilinear", align_corners=False)
+
+
+class DeconvHead(nn.Module):
+    """Stride-2 transposed convolutions (k4, BN, ReLU) from the deepest stage, then 1x1 to K heatmaps.
+
+    With zero deconvolution layers (HRNet's stride-4 branch) it is the 1x1 final layer alone.
+    """
+
+    def __init__(self, in_channels: int, num_keypoints: int, num_deconv: int, deconv_channels: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        channels = in_channels
+        for _ in range(num_deconv):
+            deconv = nn.ConvTranspose2d(channels, deconv_channels, 4, stride=2, padding=1, bias=False)
+            _init_heatmap_layer(deconv)
+            layers += [deconv, nn.BatchNorm2d(deconv_channels), nn.ReLU(inplace=True)]
+            channels = deconv_channels
+        self.upsample = nn.Sequential(*layers)
+        self.final = nn.Conv2d(channels, num_keypoints, 1)
+        _init_heatmap_layer(self.final)
+
+    def forward(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return match_size(self.final(self.upsample(features)), size)
+
+
+class AuxHeatmapHead(nn.Module):
+    """1x1 reduce -> 3x3 -> 1x1 to K, bilinearly upsampled to the heatmap size: cheap supervision for a stage."""
+
+    def __init__(self, in_channels: int, num_keypoints: int, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+        )
+        self.final = nn.Conv2d(channels, num_keypoints, 1)
+        _init_heatmap_layer(self.final)
+
+    def forward(self, features: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        return match_size(self.final(self.body(features)), size)

@@ -1,0 +1,209 @@
+"""`services up | down | status`: the local S3 store and MLflow server, tracked in a state folder.
+
+The state folder (default `.state/services`, or $TRS_POSE_STATE_DIR) holds everything: PID files,
+logs, the servers' data, the generated S3 key pair (0600) and `endpoints.json`, which names the
+ports and URLs (never a secret) so that other commands find the services again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from components.services.mlflow_server import MLflowServer, mlflow_healthy
+from components.services.process import (
+    LOOPBACK,
+    ServiceError,
+    command_line,
+    is_our_process,
+    read_pid,
+    stop_process_group,
+    write_pid,
+)
+from components.services.seaweedfs import S3Endpoint, SeaweedFSServer, load_or_create_credentials
+
+STATE_DIR_ENV = "TRS_POSE_STATE_DIR"
+ENDPOINTS_FILE = "endpoints.json"
+SERVICE_NAMES = ("seaweedfs", "mlflow")
+
+
+def default_state_dir() -> Path:
+    return Path(os.environ.get(STATE_DIR_ENV, ".state/services")).resolve()
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    name: str
+    state: str  # "running", "unhealthy", "stopped", "stale pid file"
+    pid: int | None
+    url: str | None
+    log: Path
+
+
+@dataclass(frozen=True)
+class LocalServices:
+    """What clients need to use the running services: the S3 endpoint (with key) and MLflow's URI."""
+
+    s3: S3Endpoint
+    tracking_uri: str
+
+
+def _read_endpoints(state_dir: Path) -> dict[str, Any]:
+    try:
+        return json.loads((state_dir / ENDPOINTS_FILE).read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _write_endpoints(state_dir: Path, endpoints: dict[str, Any]) -> None:
+    partial = state_dir / (ENDPOINTS_FILE + ".partial")
+    partial.write_text(json.dumps(endpoints, indent=2, sort_keys=True))
+    partial.replace(state_dir / ENDPOINTS_FILE)
+
+
+def _ports_free(ports: list[int]) -> bool:
+    for port in ports:
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do: TIME_WAIT is free
+            try:
+                sock.bind((LOOPBACK, port))
+            except OSError:
+                return False
+    return True
+
+
+def _running_pid(state_dir: Path, name: str, marker: str) -> int | None:
+    pid = read_pid(state_dir / f"{name}.pid")
+    return pid if pid is not None and is_our_process(pid, marker) else None
+
+
+def _seaweedfs(state_dir: Path, bucket: str, ports: dict[str, int] | None) -> SeaweedFSServer:
+    return SeaweedFSServer(state_dir, load_or_create_credentials(state_dir), bucket=bucket, ports=ports)
+
+
+def services_up(state_dir: Path | None = None, bucket: str = "trs-pose", timeout: float = 120.0) -> dict[str, str]:
+    """Start whatever is not running yet; returns {service: "started" | "already running"}.
+
+    Ports are kept from the previous `up` when they are still free, so URLs stay stable across
+    restarts; MLflow is restarted when the S3 endpoint it was started with has changed.
+    """
+    state_dir = (state_dir or default_state_dir()).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(state_dir, 0o700)
+    endpoints = _read_endpoints(state_dir)
+    outcome: dict[str, str] = {}
+
+    recorded = endpoints.get("seaweedfs", {})
+    seaweed = _seaweedfs(state_dir, recorded.get("bucket", bucket), recorded.get("ports"))
+    if _running_pid(state_dir, seaweed.name, seaweed.marker) is not None:
+        if not seaweed.endpoint.healthy():
+            raise ServiceError(f"seaweedfs is running but S3 does not answer; see {seaweed.log_path}")
+        outcome["seaweedfs"] = "already running"
+    else:
+        if not (recorded.get("ports") and _ports_free(list(recorded["ports"].values()))):
+            seaweed = _seaweedfs(state_dir, bucket, None)
+        seaweed.start(timeout=timeout)
+        assert seaweed.process is not None
+        write_pid(state_dir / "seaweedfs.pid", seaweed.process.pid)
+        outcome["seaweedfs"] = "started"
+    s3 = seaweed.endpoint
+    endpoints["seaweedfs"] = {"endpoint_url": s3.endpoint_url, "bucket": s3.bucket, "ports": seaweed.ports}
+    _write_endpoints(state_dir, endpoints)
+
+    recorded = endpoints.get("mlflow", {})
+    mlflow = MLflowServer(state_dir, s3, port=recorded.get("port"))
+    pid = _running_pid(state_dir, mlflow.name, mlflow.marker)
+    if pid is not None and recorded.get("s3_endpoint_url") != s3.endpoint_url:
+        stop_process_group(pid, mlflow.marker)
+        pid = None
+    if pid is not None:
+        if not mlflow_healthy(mlflow.tracking_uri):
+            raise ServiceError(f"mlflow is running but /health does not answer; see {mlflow.log_path}")
+        outcome["mlflow"] = "already running"
+    else:
+        if recorded.get("port") and not _ports_free([recorded["port"]]):
+            mlflow = MLflowServer(state_dir, s3)
+        mlflow.start(timeout=timeout)
+        assert mlflow.process is not None
+        write_pid(state_dir / "mlflow.pid", mlflow.process.pid)
+        outcome["mlflow"] = "started"
+    endpoints["mlflow"] = {
+        "tracking_uri": mlflow.tracking_uri,
+        "port": mlflow.port,
+        "s3_endpoint_url": s3.endpoint_url,
+        "artifacts_destination": mlflow.artifacts_destination,
+    }
+    _write_endpoints(state_dir, endpoints)
+    return outcome
+
+
+def _markers(state_dir: Path) -> dict[str, str]:
+    """The command-line marker of each service started from this state folder."""
+    return {
+        "seaweedfs": f"-dir={state_dir / 'seaweedfs'}",
+        "mlflow": f"sqlite:///{state_dir / 'mlflow' / 'mlflow.db'}",
+    }
+
+
+def services_down(state_dir: Path | None = None) -> dict[str, str]:
+    """Stop only the processes `up` started from this state folder; returns {service: what happened}."""
+    state_dir = (state_dir or default_state_dir()).resolve()
+    markers = _markers(state_dir)
+    outcome: dict[str, str] = {}
+    for name in reversed(SERVICE_NAMES):  # MLflow first: it writes to S3
+        pid_file = state_dir / f"{name}.pid"
+        pid = read_pid(pid_file)
+        if pid is None:
+            outcome[name] = "not running"
+            continue
+        if not is_our_process(pid, markers[name]):
+            outcome[name] = "stale pid file removed" if command_line(pid) is None else "pid belongs to another process; left alone"
+            pid_file.unlink(missing_ok=True)
+            continue
+        stop_process_group(pid, markers[name], timeout=3.0 if name == "seaweedfs" else 15.0)
+        pid_file.unlink(missing_ok=True)
+        outcome[name] = "stopped"
+    return outcome
+
+
+def services_status(state_dir: Path | None = None) -> list[ServiceStatus]:
+    state_dir = (state_dir or default_state_dir()).resolve()
+    endpoints = _read_endpoints(state_dir)
+    markers = _markers(state_dir)
+    rows = []
+    for name in SERVICE_NAMES:
+        pid = read_pid(state_dir / f"{name}.pid")
+        url = endpoints.get(name, {}).get("endpoint_url" if name == "seaweedfs" else "tracking_uri")
+        if pid is None:
+            state = "stopped"
+        elif not is_our_process(pid, markers[name]):
+            state = "stale pid file"
+        elif name == "seaweedfs":
+            state = "running" if _s3_answers(state_dir, endpoints) else "unhealthy"
+        else:
+            state = "running" if url and mlflow_healthy(url) else "unhealthy"
+        rows.append(ServiceStatus(name, state, pid, url, state_dir / f"{name}.log"))
+    return rows
+
+
+def _s3_answers(state_dir: Path, endpoints: dict[str, Any]) -> bool:
+    try:
+        return local_services(state_dir, require_mlflow=False).s3.healthy()
+    except ServiceError:
+        return False
+
+
+def local_services(state_dir: Path | None = None, require_mlflow: bool = True) -> LocalServices:
+    """The endpoints of services started by `up` (for commands that default to the local services)."""
+    state_dir = (state_dir or default_state_dir()).resolve()
+    endpoints = _read_endpoints(state_dir)
+    if "seaweedfs" not in endpoints or (require_mlflow and "mlflow" not in endpoints):
+        raise ServiceError(f"no local services recorded in {state_dir}; run `trs-pose services up` first")
+    credentials = load_or_create_credentials(state_dir)
+    recorded = endpoints["seaweedfs"]
+    s3 = S3Endpoint(recorded["endpoint_url"], credentials.access_key, credentials.secret_key, recorded["bucket"])
+    return LocalServices(s3, endpoints.get("mlflow", {}).get("tracking_uri", ""))

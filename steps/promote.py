@@ -1,0 +1,22 @@
+"""Step 7: move `champion` to the new version only when it beats the champion by the margin."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from zenml import step
+
+from components.registry.registry import promote, registry_client, resolve_tracking_uri
+from steps.artifacts import PromotionArtifact, VersionArtifact
+from steps.context import experiment_config
+
+
+@step(enable_cache=False)
+def promote_model(version: VersionArtifact, config: dict) -> Annotated[PromotionArtifact, "promotion"]:
+    cfg = experiment_config(config)
+    client = registry_client(resolve_tracking_uri(cfg.registry))
+    decision = promote(client, version.name, version.version, cfg.registry.promotion_margin)
+    return PromotionArtifact(
+        version=decision.version, promoted=decision.promoted, decision=decision.decision,
+        reason=decision.reason, champion_version=decision.champion_version,
+    )
