@@ -100,24 +100,38 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def measure(cfg: ExperimentConfig, device: torch.device, warmup: int, iters: int) -> dict[str, float]:
-    step = Iteration(cfg, device)
-    with FlopCounterMode(display=False) as counter:
-        step()
-    for _ in range(warmup):
-        step()
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(iters):
-        step()
-    synchronize(device)
-    seconds = (time.perf_counter() - start) / iters
+def measure(cfgs: dict[str, ExperimentConfig], device: torch.device, warmup: int, iters: int, rounds: int) -> dict[str, dict]:
+    """Per method: FLOPs of one iteration and the best of `rounds` timings of `iters` iterations.
+
+    Rounds alternate between the methods so a busy machine slows both alike; the minimum is the
+    least disturbed estimate.
+    """
+    steps = {method: Iteration(cfg, device) for method, cfg in cfgs.items()}
+    flops = {}
+    for method, step in steps.items():
+        with FlopCounterMode(display=False) as counter:
+            step()
+        flops[method] = counter.get_total_flops()
+        for _ in range(warmup):
+            step()
+    best = {method: float("inf") for method in steps}
+    for _ in range(rounds):
+        for method, step in steps.items():
+            synchronize(device)
+            start = time.perf_counter()
+            for _ in range(iters):
+                step()
+            synchronize(device)
+            best[method] = min(best[method], (time.perf_counter() - start) / iters)
     return {
-        "images_per_iter": step.images,
-        "s_per_iter": seconds,
-        "iters_per_s": 1.0 / seconds,
-        "images_per_s": step.images / seconds,
-        "gflops_per_iter": counter.get_total_flops() / 1e9,
+        method: {
+            "images_per_iter": step.images,
+            "s_per_iter": best[method],
+            "iters_per_s": 1.0 / best[method],
+            "images_per_s": step.images / best[method],
+            "gflops_per_iter": flops[method] / 1e9,
+        }
+        for method, step in steps.items()
     }
 
 
@@ -131,7 +145,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--input", default=None, help="network input HxW, e.g. 256x192")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--iters", type=int, default=5, help="timed iterations per round")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating timing rounds; the best counts")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a markdown table")
     args = parser.parse_args(argv)
     if args.threads:
@@ -147,10 +162,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         height, width = (int(v) for v in args.input.lower().split("x"))
         overrides.append(f"input.image_size=[{height}, {width}]")
     base = load_config(args.config, overrides)
-    results = {}
-    for method in ("supervised", "trs"):
-        cfg = base.model_copy(update={"train": base.train.model_copy(update={"method": method})})
-        results[method] = measure(cfg, device, args.warmup, args.iters)
+    cfgs = {
+        method: base.model_copy(update={"train": base.train.model_copy(update={"method": method})})
+        for method in ("supervised", "trs")
+    }
+    results = measure(cfgs, device, args.warmup, args.iters, args.rounds)
     sup, trs = results["supervised"], results["trs"]
     report = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
@@ -160,6 +176,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "input": list(base.input.image_size),
         "batch": base.train.batch_size,
         "unlabeled_batch": base.train.unlabeled_batch_size,
+        "rounds": args.rounds,
         "results": results,
         "time_ratio_trs_over_supervised": trs["s_per_iter"] / sup["s_per_iter"],
         "flop_ratio_trs_over_supervised": trs["gflops_per_iter"] / sup["gflops_per_iter"],
@@ -169,7 +186,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         return report
     print(f"device {report['device']} ({report['threads']} threads), {report['backbone']}, input "
           f"{base.input.image_size[0]}x{base.input.image_size[1]}, batch {base.train.batch_size} labeled"
-          f" + {base.train.unlabeled_batch_size} unlabeled (TRS)\n")
+          f" + {base.train.unlabeled_batch_size} unlabeled (TRS), best of {args.rounds} rounds of {args.iters}\n")
     print("| iteration | images/iter | s/iter | images/s | GFLOP/iter |")
     print("|---|---|---|---|---|")
     for method, row in results.items():

@@ -54,6 +54,9 @@ def list_command(config_path: str | None, overrides: tuple[str, ...], tracking_u
     try:
         rows = list_versions(client, name)
     except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            click.echo(f"No model named {name!r} is registered at {client.tracking_uri} yet; `trs-pose run` registers one.")
+            return
         raise click.ClickException(f"model {name!r}: {exc.message}") from exc
     table = Table(title=f"registered model {name}")
     for column in ("version", "aliases", "AP", "val set", "decision", "run", "created (UTC)"):

@@ -19,7 +19,7 @@ def services() -> None:
     """Start, stop and inspect the local S3 (SeaweedFS) and MLflow servers, on 127.0.0.1 only.
 
     The S3 key pair comes from TRS_POSE_S3_ACCESS_KEY / TRS_POSE_S3_SECRET_KEY, or is generated once
-    and kept (owner-only) in the state folder. It is never printed.
+    and kept (owner-only) in the state folder; only `services env --with-credentials` prints it.
     """
 
 
@@ -54,6 +54,7 @@ def up(state_dir: Path | None, bucket: str, timeout: float) -> None:
     for name, what in outcome.items():
         click.echo(f"{name}: {what}")
     _print_status(state_dir)
+    click.echo('Point other shells at them with: eval "$(trs-pose services env --with-credentials)"')
 
 
 @services.command()

@@ -8,7 +8,6 @@ train.checkpoint.dir unless `--set train.checkpoint.resume=false`.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +66,54 @@ def split_from_annotations(
         raise click.ClickException(str(exc)) from exc
 
 
+def split_from_data_root(cfg: Any, out_dir: str) -> Any:
+    """data.root (a directory or s3:// prefix in COCO layout, synthesised when configured) split here.
+
+    This is what a training pod runs: the config alone says where the data is.
+    """
+    from components.data.ingest import IngestError
+    from components.data.prepare import prepare_dataset
+    from components.data.split import coco_layout
+
+    try:
+        root = prepare_dataset(cfg.data, cfg.storage.endpoint_url)
+    except (FileNotFoundError, IngestError, ValueError) as exc:
+        raise click.ClickException(f"data.root={cfg.data.root}: {exc}") from exc
+    train_ann, train_images = coco_layout(root, cfg.data.train_split)
+    val_ann, val_images = coco_layout(root, cfg.data.val_split)
+    if not train_ann.is_file():
+        raise click.UsageError(f"{train_ann}: no training annotations under data.root={cfg.data.root}")
+    return split_from_annotations(str(train_ann), str(train_images), str(val_ann), str(val_images), out_dir, cfg)
+
+
+def split_for_this_node(
+    cfg: Any, ctx: Any, split_dir: str | None, ann: str | None, images: str | None,
+    val_ann: str | None, val_images: str | None, split_out: str,
+) -> Any:
+    """The split to train on. Under torchrun the first process of each node prepares the data and
+    writes the split (deterministic, so every node writes the same), and the others read it back."""
+    from components.engine.distributed import barrier
+
+    if split_dir:
+        return split_from_dir(split_dir)
+    split = None
+    if ctx.local_rank == 0:
+        if ann:
+            split = split_from_annotations(ann, images, val_ann, val_images, split_out, cfg)
+        else:
+            split = split_from_data_root(cfg, split_out)
+    barrier(ctx)
+    return split if split is not None else split_from_dir(split_out)
+
+
+def last_metrics(history: list[dict[str, float]]) -> dict[str, float]:
+    """The latest value of every metric in the history (finite values only, for JSON)."""
+    last: dict[str, float] = {}
+    for record in history:
+        last.update({k: v for k, v in record.items() if k != "step" and v == v and abs(v) != float("inf")})
+    return last
+
+
 def print_summary(result: Any, cfg: Any) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -74,12 +121,8 @@ def print_summary(result: Any, cfg: Any) -> None:
     table = Table(title=f"{cfg.name}: {cfg.train.method}, {result.step} iterations")
     table.add_column("metric")
     table.add_column("last value", justify="right")
-    last: dict[str, float] = {}
-    for record in result.history:
-        last.update(record)
-    for name, value in last.items():
-        if name != "step":
-            table.add_row(name, f"{value:.4g}")
+    for name, value in last_metrics(result.history).items():
+        table.add_row(name, f"{value:.4g}")
     console = Console()
     console.print(table)
     console.print(f"checkpoint: {result.checkpoint_uri}")
@@ -113,6 +156,8 @@ def train(
 ) -> None:
     """Train on a split (--split-dir), on a COCO file split here (--ann/--images), or on data.root.
 
+    In a training pod (TRS_POSE_RUN_URI set) rank 0 also writes result.json for the launcher.
+
     \b
     Examples:
       trs-pose train --config configs/demo.yaml --split-dir runs/split
@@ -126,37 +171,27 @@ def train(
     if checkpoint_dir:
         overrides = (*overrides, f"train.checkpoint.dir={checkpoint_dir}")
     cfg = resolve_config(config_path, overrides)
-    if split_dir:
-        split = split_from_dir(split_dir)
-    elif ann:
-        split = split_from_annotations(ann, images, val_ann, val_images, split_out, cfg)
-    else:
-        from components.data.split import coco_layout
-
-        train_ann, train_images = coco_layout(cfg.data.root, cfg.data.train_split)
-        if not train_ann.is_file():
-            raise click.UsageError(
-                f"{train_ann}: no training annotations under data.root={cfg.data.root}; pass --split-dir or "
-                "--ann/--images, or make data with `trs-pose data synth --out DIR`"
-            )
-        val = coco_layout(cfg.data.root, cfg.data.val_split)
-        split = split_from_annotations(str(train_ann), str(train_images), str(val[0]), str(val[1]), split_out, cfg)
 
     from components.data.records import RecordError
+    from components.engine.distributed import init_distributed, shutdown_distributed
     from components.engine.trainer import train as run_training
 
-    logger = JsonLinesLogger(metrics_file) if metrics_file else None
-    from components.engine.distributed import shutdown_distributed
-
+    ctx = init_distributed(cfg.train.device)  # no-op without torchrun
     try:
+        split = split_for_this_node(cfg, ctx, split_dir, ann, images, val_ann, val_images, split_out)
+        logger = JsonLinesLogger(metrics_file) if metrics_file and ctx.is_main else None
         result = run_training(cfg, split, logger, progress=not no_progress)
     except (RecordError, FloatingPointError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:
         shutdown_distributed()
-    if int(os.environ.get("RANK", "0")) != 0:
+    if not ctx.is_main:
         return
+    from components.kubernetes.run_result import publish_if_in_pod
+
+    metrics = last_metrics(result.history)
+    publish_if_in_pod(result.checkpoint_uri, result.step, metrics)
     if as_json:
-        click.echo(json.dumps({"checkpoint": result.checkpoint_uri, "step": result.step, "last": result.history[-1] if result.history else {}}))
+        click.echo(json.dumps({"checkpoint": result.checkpoint_uri, "step": result.step, "metrics": metrics}))
     else:
         print_summary(result, cfg)

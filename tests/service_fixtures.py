@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 
 from components.services.mlflow_server import MLflowServer
+from components.services.process import ServiceError
 from components.services.seaweedfs import S3Credentials, S3Endpoint, SeaweedFSServer
 
 TEST_ACCESS_KEY = "TRSPOSETESTKEY"
@@ -78,8 +79,14 @@ class MLflowService:
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
     """A real SeaweedFS S3 endpoint with key TEST_ACCESS_KEY/TEST_SECRET_KEY and bucket TEST_BUCKET."""
     state = tmp_path_factory.mktemp("seaweedfs-state")
-    server = SeaweedFSServer(state, S3Credentials(TEST_ACCESS_KEY, TEST_SECRET_KEY), bucket=TEST_BUCKET)
-    endpoint = server.start(timeout=60.0, tie_to_parent=True)
+    credentials = S3Credentials(TEST_ACCESS_KEY, TEST_SECRET_KEY)
+    server = SeaweedFSServer(state, credentials, bucket=TEST_BUCKET)
+    try:
+        endpoint = server.start(timeout=60.0, tie_to_parent=True)
+    except ServiceError:  # a port taken between choosing and binding (other test runs share the host)
+        server.stop()
+        server = SeaweedFSServer(state, credentials, bucket=TEST_BUCKET)
+        endpoint = server.start(timeout=60.0, tie_to_parent=True)
     try:
         yield endpoint
     finally:
@@ -91,7 +98,12 @@ def mlflow_server(s3_server: S3Endpoint, tmp_path_factory: pytest.TempPathFactor
     """A real MLflow tracking server (SQLite) whose artifacts go to s3://TEST_BUCKET/mlflow."""
     state: Path = tmp_path_factory.mktemp("mlflow-state")
     server = MLflowServer(state, s3_server)
-    tracking_uri = server.start(timeout=120.0, tie_to_parent=True)
+    try:
+        tracking_uri = server.start(timeout=120.0, tie_to_parent=True)
+    except ServiceError:  # as above: retry once on fresh ports
+        server.stop()
+        server = MLflowServer(state, s3_server)
+        tracking_uri = server.start(timeout=120.0, tie_to_parent=True)
     try:
         yield MLflowService(tracking_uri, s3_server, server.artifacts_destination)
     finally:

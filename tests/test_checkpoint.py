@@ -68,6 +68,9 @@ class FakeS3:
         self.objects[(Bucket, Key)] = bytes(Body)
         self.writes.append(Key)
 
+    def upload_fileobj(self, Fileobj: io.BytesIO, Bucket: str, Key: str) -> None:
+        self.put_object(Bucket, Key, Fileobj.read())
+
     def get_object(self, Bucket: str, Key: str) -> dict[str, Any]:
         return {"Body": io.BytesIO(self.objects[(Bucket, Key)])}
 
@@ -115,8 +118,9 @@ def test_stream_is_a_function_of_step_and_shards_the_global_batch() -> None:
     ranks = [iter(StreamBatchSampler(7, 2, seed=3, rank=r, world_size=2)) for r in range(2)]
     for batch in batches:
         assert next(ranks[0]) + next(ranks[1]) == batch
-    other_seed = iter(StreamBatchSampler(7, 4, seed=4))
-    assert [next(other_seed) for _ in range(6)] != batches
+    for other in (StreamBatchSampler(7, 4, seed=4), StreamBatchSampler(7, 4, seed=3, stream=1)):
+        stream = iter(other)
+        assert [next(stream) for _ in range(6)] != batches
 
 
 def test_data_position_round_trip_and_mismatch() -> None:

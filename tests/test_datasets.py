@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 from components.config import ExperimentConfig
 from components.data.datasets import EvalPoseDataset, LabeledPoseDataset, UnlabeledPairDataset, loader_worker_init
 from components.data.geometry import apply_affine, box_to_center_scale
-from components.data.records import RecordError, load_person_records
+from components.data.records import RecordError, load_detection_records, load_person_records
 from components.data.transforms import denormalise
 from components.keypoints import FLIP_INDEX, KEYPOINT_NAMES, PERSON_CATEGORY
 
@@ -45,7 +45,8 @@ def write_coco(root: Path, people: list[dict], dot: tuple[float, float] | None =
     image_table = []
     for image_id in range(1, images + 1):
         cv2.imwrite(str(root / "img" / f"{image_id}.png"), picture)
-        image_table.append({"id": image_id, "file_name": f"{image_id}.png", "height": IMAGE_SHAPE[0], "width": IMAGE_SHAPE[1]})
+        height, width = IMAGE_SHAPE
+        image_table.append({"id": image_id, "file_name": f"{image_id}.png", "height": height, "width": width})
     annotations = []
     for ann_id, person in enumerate(people, start=1):
         keypoints = np.zeros((17, 3))
@@ -64,7 +65,8 @@ def write_coco(root: Path, people: list[dict], dot: tuple[float, float] | None =
             }
         )
     ann_file = root / "annotations" / "people.json"
-    ann_file.write_text(json.dumps({"images": image_table, "annotations": annotations, "categories": [PERSON_CATEGORY]}))
+    coco = {"images": image_table, "annotations": annotations, "categories": [PERSON_CATEGORY]}
+    ann_file.write_text(json.dumps(coco))
     return ann_file
 
 
@@ -125,6 +127,22 @@ def test_flip_swaps_left_and_right_channels_with_the_image(tmp_path: Path) -> No
     assert channels == {LEFT_WRIST, RIGHT_WRIST}
 
 
+def test_half_body_crops_one_half_and_min_keypoints_comes_from_the_config(tmp_path: Path) -> None:
+    full_body = {k: (130.0 + 4 * k, 50.0 + 9 * k, 2) for k in range(17)}
+    sparse = {0: (160.0, 60.0, 2)}
+    ann_file = write_coco(tmp_path, [{"bbox": BOX, "keypoints": full_body}, {"bbox": BOX, "keypoints": sparse}])
+    cfg = small_config(half_body_prob=1.0, scale_factor=0.0, rotation=0.0, flip=False)
+    cfg.data.min_keypoints = 2
+    dataset = LabeledPoseDataset(ann_file, tmp_path / "img", cfg)
+    assert len(dataset) == 1
+    full = box_to_center_scale(BOX, cfg.input.aspect_ratio, cfg.input.box_padding)[1]
+    for epoch in range(4):
+        dataset.set_epoch(epoch)
+        item = dataset[0]
+        assert item["scale"][1] < full[1]
+        assert 6 <= int(item["target_weight"].sum()) < 17
+
+
 def test_same_seed_epoch_index_gives_the_same_item_in_any_order(tmp_path: Path) -> None:
     people = [{"bbox": [20 + 30 * i, 30, 60, 120], "keypoints": {0: (50 + 30 * i, 60, 2)}} for i in range(4)]
     ann_file = write_coco(tmp_path, people, dot=DOT)
@@ -138,7 +156,8 @@ def test_same_seed_epoch_index_gives_the_same_item_in_any_order(tmp_path: Path) 
             assert torch.equal(a[key], b[key]), key
     second.set_epoch(1)
     assert not torch.equal(second[0]["keypoints"], forward[0]["keypoints"])
-    assert not torch.equal(LabeledPoseDataset(ann_file, tmp_path / "img", cfg, seed=8)[0]["keypoints"], forward[0]["keypoints"])
+    other_seed = LabeledPoseDataset(ann_file, tmp_path / "img", cfg, seed=8)
+    assert not torch.equal(other_seed[0]["keypoints"], forward[0]["keypoints"])
 
 
 def test_items_do_not_depend_on_the_worker_count(tmp_path: Path) -> None:
@@ -214,8 +233,41 @@ def test_bad_input_names_the_file_the_record_and_the_rule(tmp_path: Path) -> Non
 
     (tmp_path / "img" / "1.png").write_bytes(b"not an image")
     dataset = EvalPoseDataset(ann_file, tmp_path / "img", small_config())
-    with pytest.raises(RecordError, match=r"1\.png: image_id 1 \(annotation 1\): the image is missing or cannot be decoded"):
+    rule = r"1\.png: image_id 1 \(annotation 1\): the image is missing or cannot be decoded"
+    with pytest.raises(RecordError, match=rule):
         dataset[0]
+
+
+@pytest.mark.parametrize(
+    "field,value,rule",
+    [
+        ("image_id", 99, "image_id 99 is not listed in the images table"),
+        ("bbox", [1, 2, float("nan"), 4], "bbox must hold 4 finite numbers"),
+        ("bbox", [1, 2, 3], r"bbox must be a list of 4 numbers"),
+        ("keypoints", [0.0] * 50 + [3.0], "keypoint visibility must be 0, 1 or 2"),
+    ],
+)
+def test_each_broken_annotation_gets_its_own_rule(tmp_path: Path, field: str, value: object, rule: str) -> None:
+    ann_file = write_coco(tmp_path, [{"bbox": BOX}, {"bbox": BOX}])
+    coco = json.loads(ann_file.read_text())
+    coco["annotations"][1][field] = value
+    ann_file.write_text(json.dumps(coco))
+    with pytest.raises(RecordError, match=rf"people\.json: annotations\[1\] \(id 2\): {rule}"):
+        load_person_records(ann_file, tmp_path / "img")
+
+
+def test_bad_detection_files_are_reported(tmp_path: Path) -> None:
+    ann_file = write_coco(tmp_path, [{"bbox": BOX}])
+    detections = tmp_path / "dets.json"
+    detections.write_text(json.dumps({"image_id": 1}))
+    with pytest.raises(RecordError, match=r"dets\.json: <top level>: detection results are a JSON list"):
+        load_detection_records(detections, ann_file, tmp_path / "img")
+    detections.write_text(json.dumps([{"image_id": 1, "bbox": BOX}]))
+    with pytest.raises(RecordError, match=r"dets\.json: detections\[0\]: a detection needs image_id, bbox and score"):
+        load_detection_records(detections, ann_file, tmp_path / "img")
+    detections.write_text("[{")
+    with pytest.raises(RecordError, match=r"dets\.json: <file>: not valid JSON"):
+        load_detection_records(detections, ann_file, tmp_path / "img")
 
 
 @pytest.mark.shared

@@ -200,7 +200,7 @@ def test_failed_registration_leaves_no_version_and_keeps_champion(mlflow_server,
 
     good_version = client.get_model_version(name, good.version)
     killed = client.create_model_version(  # what a registration killed by SIGKILL leaves behind
-        name, source=good_version.source, run_id=good.run_id, model_id=good_version.model_id,
+        name, source=good_version.source, run_id=good.run_id, model_id=good_version.source.rsplit("/", 1)[-1],
         tags={"registration.status": "pending", TAG_AP: "0.99"},
     )
     with pytest.raises(RegistryError, match="unfinished registration"):

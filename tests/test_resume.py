@@ -133,3 +133,10 @@ def test_resume_refuses_a_checkpoint_of_another_experiment(split, tmp_path: Path
         train(tiny_config(tmp_path, "mean_teacher", iterations=4), split, progress=False)
     extended = train(tiny_config(tmp_path, "supervised", iterations=3), split, progress=False)
     assert extended.step == 3 and len(extended.history) == 3, "a longer budget continues the run"
+
+
+def test_fresh_run_refuses_a_directory_with_checkpoints(split, tmp_path: Path) -> None:
+    train(tiny_config(tmp_path, "supervised", iterations=2), split, progress=False)
+    fresh = tiny_config(tmp_path, "supervised", ["train.checkpoint.resume=false"], iterations=2)
+    with pytest.raises(ValueError, match="resume is false"):
+        train(fresh, split, progress=False)

@@ -10,6 +10,23 @@ from components.services.mlflow_server import mlflow_healthy
 pytestmark = pytest.mark.slow
 
 
+def test_credentials_come_from_env_or_are_generated_once_owner_only(tmp_path):
+    import stat
+
+    from components.services.process import ServiceError
+    from components.services.seaweedfs import load_or_create_credentials
+
+    given = load_or_create_credentials(tmp_path, {"TRS_POSE_S3_ACCESS_KEY": "AK", "TRS_POSE_S3_SECRET_KEY": "SK"})
+    assert (given.access_key, given.secret_key) == ("AK", "SK") and "SK" not in repr(given)
+    assert not (tmp_path / "s3_credentials.json").exists()
+    with pytest.raises(ServiceError, match="both"):
+        load_or_create_credentials(tmp_path, {"TRS_POSE_S3_ACCESS_KEY": "AK"})
+    first = load_or_create_credentials(tmp_path, {})
+    assert stat.S_IMODE((tmp_path / "s3_credentials.json").stat().st_mode) == 0o600
+    assert load_or_create_credentials(tmp_path, {}) == first and len(first.secret_key) >= 32
+    assert load_or_create_credentials(tmp_path / "other", {}) != first
+
+
 def test_s3_right_key_works_and_wrong_key_is_refused(s3_server):
     client = s3_server.client()
     client.put_object(Bucket=s3_server.bucket, Key="services-test/hello.txt", Body=b"hello")
@@ -69,7 +86,7 @@ def test_up_is_idempotent_status_reports_and_down_stops_only_its_own(tmp_path, s
 
     from cli.main import cli
     from components.services.manager import local_services, services_down, services_status, services_up
-    from components.services.process import is_our_process, read_pid
+    from components.services.process import command_line, is_our_process, read_pid
 
     monkeypatch.delenv("TRS_POSE_S3_ACCESS_KEY", raising=False)
     monkeypatch.delenv("TRS_POSE_S3_SECRET_KEY", raising=False)
@@ -95,6 +112,8 @@ def test_up_is_idempotent_status_reports_and_down_stops_only_its_own(tmp_path, s
             if path.suffix in {".log", ".json"} and path.name not in secret_files and path.is_file():
                 assert secret not in path.read_text(errors="replace"), f"secret leaked into {path}"
         assert secret not in repr(services.s3)
+        for pid in first_pids.values():
+            assert secret not in (command_line(pid) or ""), "secrets must not be visible in `ps`"
         exports = CliRunner().invoke(cli, ["services", "env", "--state-dir", str(state)]).output
         assert f"MLFLOW_TRACKING_URI={services.tracking_uri}" in exports and secret not in exports
         assert secret in CliRunner().invoke(cli, ["services", "env", "--state-dir", str(state), "--with-credentials"]).output

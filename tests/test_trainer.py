@@ -89,7 +89,7 @@ def test_semi_supervised_needs_unlabeled_batch(split, tmp_path: Path) -> None:
         train(cfg, split, progress=False)
 
 
-def test_train_cli_splits_trains_and_reports(tmp_path: Path) -> None:
+def test_train_cli_splits_trains_and_reports(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
     from click.testing import CliRunner
@@ -111,9 +111,16 @@ def test_train_cli_splits_trains_and_reports(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [line["step"] for line in lines] == [1, 2] and "loss/total" in lines[0]
 
+    from components.kubernetes import run_result
+
+    published: list[tuple[str, object]] = []
+    monkeypatch.setattr(run_result, "write_run_result", lambda uri, result: published.append((uri, result)))
+    monkeypatch.setenv("TRS_POSE_RUN_URI", "s3://bucket/runs/r1")
     again = CliRunner().invoke(cli, ["train", "--split-dir", str(tmp_path / "split"), *common])
     assert again.exit_code == 0, again.output
     assert json.loads(again.output.strip().splitlines()[-1])["checkpoint"] == summary["checkpoint"], "resumed, nothing to do"
+    assert len(published) == 1 and published[0][0] == "s3://bucket/runs/r1", "a pod run hands its result over"
+    assert published[0][1].checkpoint_uri == summary["checkpoint"] and published[0][1].step == 2
 
     clash = CliRunner().invoke(cli, ["train", "--split-dir", "x", *source])
     assert clash.exit_code == 2 and "not both" in clash.output

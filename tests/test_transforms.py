@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -10,6 +11,7 @@ from components.data.transforms import (
     View,
     base_view,
     denormalise,
+    gaussian_noise,
     half_body_view,
     photometric,
     sample_view,
@@ -127,3 +129,17 @@ def test_tensor_round_trip_uses_imagenet_normalisation() -> None:
     assert tuple(tensor.shape) == (3, 8, 6)
     assert tensor[0, 0, 0].item() == pytest.approx((image[0, 0, 0] / 255 - 0.485) / 0.229, rel=1e-5)
     np.testing.assert_array_equal(denormalise(tensor), image)
+
+
+def test_opencv_is_single_threaded_once_transforms_are_imported() -> None:
+    # a fork()ed DataLoader worker can deadlock inside OpenCV's thread pool; see transforms.py
+    assert cv2.getNumThreads() == 1
+
+
+def test_gaussian_noise_is_seeded_with_the_requested_spread_per_channel() -> None:
+    a = gaussian_noise((128, 96, 3), 0.05, np.random.default_rng(1))
+    np.testing.assert_array_equal(a, gaussian_noise((128, 96, 3), 0.05, np.random.default_rng(1)))
+    assert not np.array_equal(a, gaussian_noise((128, 96, 3), 0.05, np.random.default_rng(2)))
+    np.testing.assert_allclose(a.std(axis=(0, 1)), 0.05, rtol=0.03)
+    np.testing.assert_allclose(a.mean(axis=(0, 1)), 0.0, atol=0.002)
+    assert abs(np.corrcoef(a[..., 0].ravel(), a[..., 1].ravel())[0, 1]) < 0.03

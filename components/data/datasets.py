@@ -38,8 +38,11 @@ def read_image(record: PersonRecord) -> NDArray[np.uint8]:
 
 
 def loader_worker_init(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: one OpenCV / torch thread per worker, so workers don't oversubscribe cores."""
-    cv2.setNumThreads(1)
+    """DataLoader `worker_init_fn`: one torch thread per worker, so workers don't oversubscribe the cores.
+
+    It must not call `cv2.setNumThreads`: in a fork()ed child of a process whose OpenCV pool ran,
+    that call deadlocks. OpenCV is made single-threaded at import instead (components.data.transforms).
+    """
     torch.set_num_threads(1)
 
 

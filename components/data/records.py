@@ -82,10 +82,9 @@ def _clipped_box(raw: Any, image: dict[str, Any]) -> NDArray[np.float64] | None:
 def _parse_box(path: Path, where: str, raw: Any) -> list[float]:
     if not isinstance(raw, (list, tuple)) or len(raw) != 4:
         raise RecordError(path, where, "bbox must be a list of 4 numbers [x, y, w, h]")
-    values = np.asarray(raw, dtype=np.float64) if all(isinstance(v, (int, float)) for v in raw) else None
-    if values is None or not np.all(np.isfinite(values)):
+    if not all(isinstance(v, (int, float)) and np.isfinite(v) for v in raw):
         raise RecordError(path, where, "bbox must hold 4 finite numbers")
-    return values.tolist()
+    return [float(v) for v in raw]
 
 
 def _parse_keypoints(path: Path, where: str, raw: Any) -> NDArray[np.float32]:

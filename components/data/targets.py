@@ -29,9 +29,7 @@ def gaussian_heatmaps(
     height, width = heatmap_size
     points = np.asarray(keypoints, dtype=np.float64)
     centres = input_to_heatmap(points[:, :2], stride)
-    inside = (
-        (centres[:, 0] >= -0.5) & (centres[:, 0] < width - 0.5) & (centres[:, 1] >= -0.5) & (centres[:, 1] < height - 0.5)
-    )
+    inside = np.all((centres >= -0.5) & (centres < np.array([width, height]) - 0.5), axis=1)
     weights = ((points[:, 2] > 0) & inside).astype(np.float32)
     scale = -0.5 / (sigma * sigma)
     columns = np.exp(scale * (np.arange(width)[None, :] - centres[:, 0:1]) ** 2)

@@ -18,6 +18,11 @@ from numpy.typing import NDArray
 from components.data.geometry import Affine, box_to_center_scale, compose_affine, crop_affine, hflip_affine
 from components.keypoints import LOWER_BODY, UPPER_BODY
 
+# Crops are small and loaders parallelise across worker processes, so OpenCV's own thread pool only
+# oversubscribes the cores; worse, a DataLoader worker fork()ed while that pool is alive can deadlock
+# inside OpenCV. Keeping OpenCV single-threaded from import on avoids both.
+cv2.setNumThreads(0)
+
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
@@ -65,7 +70,8 @@ def sample_view(
     zoom_u, rotate_gate, rotate_u, flip_u = rng.random(4)
     zoom = 1.0 + scale_factor * (2.0 * zoom_u - 1.0)
     angle = rotation * (2.0 * rotate_u - 1.0) if rotate_gate < rotation_prob else 0.0
-    return View(center=view.center, scale=view.scale * max(zoom, 1e-3), rotation=float(angle), flip=bool(flip_u < flip_prob))
+    scale = view.scale * max(zoom, 1e-3)
+    return View(center=view.center, scale=scale, rotation=float(angle), flip=bool(flip_u < flip_prob))
 
 
 def half_body_view(keypoints: NDArray[np.float32], rng: np.random.Generator, aspect_ratio: float) -> View | None:
@@ -117,8 +123,18 @@ def photometric(
     if blur_u < blur_prob:
         out = cv2.GaussianBlur(out, (0, 0), sigmaX=float(blur_sigma))
     if noise_std > 0:
-        out = out + rng.standard_normal(out.shape, dtype=np.float32) * np.float32(noise_std)
+        out += gaussian_noise(out.shape, noise_std, rng)
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+def gaussian_noise(shape: tuple[int, ...], std: float, rng: np.random.Generator) -> NDArray[np.float32]:
+    """Zero-mean Gaussian noise, seeded from `rng`. OpenCV's generator is about 3x faster than numpy's
+    here, where noise is the costliest part of a hard view; it is re-seeded per call, so still reproducible."""
+    cv2.setRNGSeed(int(rng.integers(2**31 - 1)))
+    noise = np.empty(shape, dtype=np.float32)
+    channels = shape[-1] if len(shape) == 3 else 1
+    cv2.randn(noise, (0.0,) * channels, (float(std),) * channels)
+    return noise
 
 
 def to_tensor(image: NDArray[np.uint8] | NDArray[np.float32]) -> torch.Tensor:

@@ -57,7 +57,7 @@ def save_checkpoint(state: dict[str, Any], location: str | Path, step: int, clie
         client = client or s3_client()
         root = S3Uri.parse(str(location))
         target = root.join(name)
-        put_bytes(client, target, data)
+        client.upload_fileobj(io.BytesIO(data), target.bucket, target.key)  # multipart when large
         put_bytes(client, root.join(LATEST), name.encode())
         return str(target)
     root_dir = Path(location)

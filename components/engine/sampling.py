@@ -2,7 +2,7 @@
 
 Training is counted in iterations, not epochs, and the labeled set is often smaller than one batch,
 so every dataset is read as one endless stream: epoch after epoch, each a permutation drawn from
-`(seed, epoch)`. Global batch `k` is stream positions `[k * G, (k + 1) * G)` for global batch size
+`(seed, stream, epoch)`. Global batch `k` is stream positions `[k * G, (k + 1) * G)` for global batch size
 `G`; rank `r` of `W` takes the `r`-th contiguous slice of it. Hence the items a step sees depend only
 on (seed, step), never on worker count, world size or where a run was resumed, and W processes
 with batch `G / W` see exactly what one process with batch `G` sees.
@@ -33,18 +33,22 @@ class DataPosition:
         return {"epoch": self.epoch, "index": self.index}
 
 
-def epoch_permutation(size: int, seed: int, epoch: int) -> np.ndarray:
-    return np.random.default_rng([seed, epoch]).permutation(size)
+def epoch_permutation(size: int, seed: int, epoch: int, stream: int = 0) -> np.ndarray:
+    return np.random.default_rng([seed, stream, epoch]).permutation(size)
 
 
 class StreamBatchSampler(Sampler[list[tuple[int, int]]]):
-    """Endless batches of `(epoch, index)` for this rank, starting at global batch `start_batch`."""
+    """Endless batches of `(epoch, index)` for this rank, starting at global batch `start_batch`.
+
+    `stream` tells apart streams of one run drawn with the same seed (labeled, unlabeled).
+    """
 
     def __init__(
         self,
         dataset_size: int,
         batch_size: int,
         seed: int,
+        stream: int = 0,
         rank: int = 0,
         world_size: int = 1,
         start_batch: int = 0,
@@ -56,6 +60,7 @@ class StreamBatchSampler(Sampler[list[tuple[int, int]]]):
         self.dataset_size = dataset_size
         self.batch_size = batch_size
         self.seed = seed
+        self.stream = stream
         self.rank = rank
         self.world_size = world_size
         self.start_batch = start_batch
@@ -88,7 +93,7 @@ class StreamBatchSampler(Sampler[list[tuple[int, int]]]):
             for position in range(offset, offset + self.batch_size):
                 epoch, index = divmod(position, self.dataset_size)
                 if epoch != cached_epoch:
-                    cached_epoch, permutation = epoch, epoch_permutation(self.dataset_size, self.seed, epoch)
+                    cached_epoch, permutation = epoch, epoch_permutation(self.dataset_size, self.seed, epoch, self.stream)
                 batch.append((epoch, int(permutation[index])))
             yield batch
             offset += stride

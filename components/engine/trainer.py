@@ -76,8 +76,9 @@ def capture_rng(generator: torch.Generator) -> dict[str, Any]:
 
 def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
     torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+    if torch.cuda.is_available():
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
     kind, keys, pos, has_gauss, cached = state["numpy"]
     np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
     random.setstate(state["python"])
@@ -85,10 +86,10 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
 
 
 def _stream(
-    dataset: Any, batch_size: int, cfg: ExperimentConfig, ctx: DistributedContext, start_batch: int, salt: int
+    dataset: Any, batch_size: int, cfg: ExperimentConfig, ctx: DistributedContext, start_batch: int, stream: int
 ) -> tuple[StreamBatchSampler, Iterator[dict[str, Any]]]:
     sampler = StreamBatchSampler(
-        len(dataset), batch_size, seed=cfg.train.seed + salt, rank=ctx.rank, world_size=ctx.world_size,
+        len(dataset), batch_size, seed=cfg.train.seed, stream=stream, rank=ctx.rank, world_size=ctx.world_size,
         start_batch=start_batch,
     )
     workers = cfg.train.num_workers
@@ -98,7 +99,7 @@ def _stream(
         num_workers=workers,
         pin_memory=ctx.device.type == "cuda",
         worker_init_fn=seed_worker,
-        generator=torch.Generator().manual_seed(cfg.train.seed + salt),
+        generator=torch.Generator().manual_seed(cfg.train.seed * 1000 + stream),  # worker seeds only
         persistent_workers=workers > 0,
         prefetch_factor=2 if workers > 0 else None,
     )
@@ -171,7 +172,7 @@ def check_resumable(saved: dict[str, Any], cfg: ExperimentConfig, uri: str) -> N
     if differences:
         raise ValueError(
             f"{uri}: cannot resume, the checkpoint belongs to another experiment ({'; '.join(differences)}); "
-            "point train.checkpoint.dir elsewhere or set train.checkpoint.resume=false"
+            "point train.checkpoint.dir elsewhere for a new run"
         )
 
 
@@ -188,13 +189,13 @@ class Streams:
         tcfg = cfg.train
         self.ctx, self.channels_last = ctx, tcfg.channels_last
         labeled = LabeledPoseDataset(split.labeled_ann, split.train_images, cfg, tcfg.seed)
-        self.labeled_sampler, self.labeled = _stream(labeled, tcfg.batch_size, cfg, ctx, start_step, salt=0)
+        self.labeled_sampler, self.labeled = _stream(labeled, tcfg.batch_size, cfg, ctx, start_step, stream=0)
         self.unlabeled_sampler: StreamBatchSampler | None = None
         self.unlabeled: Iterator[dict[str, Any]] | None = None
         if tcfg.method != "supervised":
             unlabeled = UnlabeledPairDataset(split.unlabeled_ann, split.train_images, cfg, tcfg.seed)
             self.unlabeled_sampler, self.unlabeled = _stream(
-                unlabeled, tcfg.unlabeled_batch_size, cfg, ctx, start_step, salt=1
+                unlabeled, tcfg.unlabeled_batch_size, cfg, ctx, start_step, stream=1
             )
 
     def next(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
@@ -301,6 +302,11 @@ def train(
     location = tcfg.checkpoint.dir
     client = _checkpoint_client(location, cfg)
     resumed_from = ckpt.latest_checkpoint(location, client) if tcfg.checkpoint.resume else None
+    if not tcfg.checkpoint.resume and ckpt.list_checkpoints(location, client):
+        raise ValueError(
+            f"{location}: holds checkpoints of an earlier run and train.checkpoint.resume is false; "
+            "delete them or point train.checkpoint.dir elsewhere (a fresh run would mix with them)"
+        )
     start_step, history, state = 0, [], None
     if resumed_from is not None:
         state = ckpt.load_checkpoint(resumed_from, client)

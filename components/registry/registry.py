@@ -9,6 +9,7 @@ every champion move is recorded in version tags and in a history kept on the reg
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -169,8 +170,9 @@ def _tracking(tracking_uri: str) -> Iterator[None]:
 
 @contextmanager
 def _run(experiment: str, run_id: str | None, run_name: str) -> Iterator[str]:
-    """The run to log into: the active one, the one named by `run_id`, or a new one (ended here,
-    FAILED if the block raises, so a half-logged run is marked as such)."""
+    """The run to log into: the active one (left to its owner), the finished one named by `run_id`
+    (reopened, then given back its status even if registration fails, so a retry stays possible), or
+    a new one (ended FAILED if the block raises, so a half-logged run says so)."""
     import mlflow
 
     active = mlflow.active_run()
@@ -182,12 +184,14 @@ def _run(experiment: str, run_id: str | None, run_name: str) -> Iterator[str]:
     if run_id is None:
         mlflow.set_experiment(experiment)
         run = mlflow.start_run(run_name=run_name)
+        status_on_error = "FAILED"
     else:
+        status_on_error = mlflow.get_run(run_id).info.status
         run = mlflow.start_run(run_id=run_id)
     try:
         yield run.info.run_id
     except BaseException:
-        mlflow.end_run(status="FAILED")
+        mlflow.end_run(status=status_on_error)
         raise
     mlflow.end_run()
 
@@ -204,17 +208,14 @@ def _log_student(student: Any, cfg: ExperimentConfig, input_example: np.ndarray 
     import torch
     from mlflow.models import infer_signature
 
-    exported = _heatmaps_only(student).eval()
-    if input_example is None:
-        height, width = cfg.input.image_size
-        input_example = np.random.default_rng(cfg.train.seed).standard_normal((1, 3, height, width)).astype(np.float32)
-    parameter = next(exported.parameters(), None)
-    device = parameter.device if parameter is not None else torch.device("cpu")
+    exported = _heatmaps_only(copy.deepcopy(student)).cpu().eval()  # the caller's model stays as it is
+    if input_example is None:  # the all-zero crop is the mean colour after ImageNet normalisation
+        input_example = np.zeros((1, 3, *cfg.input.image_size), dtype=np.float32)
     with torch.no_grad():
-        heatmaps = exported(torch.from_numpy(input_example).to(device)).float().cpu().numpy()
+        heatmaps = exported(torch.from_numpy(input_example)).float().numpy()
     signature = infer_signature(input_example, heatmaps)
     return mlflow.pytorch.log_model(
-        exported.cpu(),
+        exported,
         name=MODEL_ARTIFACT,
         signature=signature,
         input_example=input_example,

@@ -25,6 +25,7 @@ from components.services.process import (
     write_pid,
 )
 from components.services.seaweedfs import S3Endpoint, SeaweedFSServer, load_or_create_credentials
+from components.storage.s3 import ensure_bucket
 
 STATE_DIR_ENV = "TRS_POSE_STATE_DIR"
 ENDPOINTS_FILE = "endpoints.json"
@@ -85,6 +86,15 @@ def _seaweedfs(state_dir: Path, bucket: str, ports: dict[str, int] | None) -> Se
     return SeaweedFSServer(state_dir, load_or_create_credentials(state_dir), bucket=bucket, ports=ports)
 
 
+def _start_or_clean_up(server: SeaweedFSServer | MLflowServer, timeout: float) -> None:
+    """Start; if it never becomes healthy, stop what was started rather than leave it unrecorded."""
+    try:
+        server.start(timeout=timeout)
+    except BaseException:
+        server.stop()
+        raise
+
+
 def services_up(state_dir: Path | None = None, bucket: str = "trs-pose", timeout: float = 120.0) -> dict[str, str]:
     """Start whatever is not running yet; returns {service: "started" | "already running"}.
 
@@ -98,15 +108,16 @@ def services_up(state_dir: Path | None = None, bucket: str = "trs-pose", timeout
     outcome: dict[str, str] = {}
 
     recorded = endpoints.get("seaweedfs", {})
-    seaweed = _seaweedfs(state_dir, recorded.get("bucket", bucket), recorded.get("ports"))
+    seaweed = _seaweedfs(state_dir, bucket, recorded.get("ports"))
     if _running_pid(state_dir, seaweed.name, seaweed.marker) is not None:
         if not seaweed.endpoint.healthy():
             raise ServiceError(f"seaweedfs is running but S3 does not answer; see {seaweed.log_path}")
+        ensure_bucket(seaweed.endpoint.client(), bucket)
         outcome["seaweedfs"] = "already running"
     else:
         if not (recorded.get("ports") and _ports_free(list(recorded["ports"].values()))):
             seaweed = _seaweedfs(state_dir, bucket, None)
-        seaweed.start(timeout=timeout)
+        _start_or_clean_up(seaweed, timeout)
         assert seaweed.process is not None
         write_pid(state_dir / "seaweedfs.pid", seaweed.process.pid)
         outcome["seaweedfs"] = "started"
@@ -117,7 +128,10 @@ def services_up(state_dir: Path | None = None, bucket: str = "trs-pose", timeout
     recorded = endpoints.get("mlflow", {})
     mlflow = MLflowServer(state_dir, s3, port=recorded.get("port"))
     pid = _running_pid(state_dir, mlflow.name, mlflow.marker)
-    if pid is not None and recorded.get("s3_endpoint_url") != s3.endpoint_url:
+    if pid is not None and (recorded.get("s3_endpoint_url"), recorded.get("artifacts_destination")) != (
+        s3.endpoint_url,
+        mlflow.artifacts_destination,
+    ):
         stop_process_group(pid, mlflow.marker)
         pid = None
     if pid is not None:
@@ -127,7 +141,7 @@ def services_up(state_dir: Path | None = None, bucket: str = "trs-pose", timeout
     else:
         if recorded.get("port") and not _ports_free([recorded["port"]]):
             mlflow = MLflowServer(state_dir, s3)
-        mlflow.start(timeout=timeout)
+        _start_or_clean_up(mlflow, timeout)
         assert mlflow.process is not None
         write_pid(state_dir / "mlflow.pid", mlflow.process.pid)
         outcome["mlflow"] = "started"
@@ -183,14 +197,14 @@ def services_status(state_dir: Path | None = None) -> list[ServiceStatus]:
         elif not is_our_process(pid, markers[name]):
             state = "stale pid file"
         elif name == "seaweedfs":
-            state = "running" if _s3_answers(state_dir, endpoints) else "unhealthy"
+            state = "running" if _s3_answers(state_dir) else "unhealthy"
         else:
             state = "running" if url and mlflow_healthy(url) else "unhealthy"
         rows.append(ServiceStatus(name, state, pid, url, state_dir / f"{name}.log"))
     return rows
 
 
-def _s3_answers(state_dir: Path, endpoints: dict[str, Any]) -> bool:
+def _s3_answers(state_dir: Path) -> bool:
     try:
         return local_services(state_dir, require_mlflow=False).s3.healthy()
     except ServiceError:

@@ -38,12 +38,20 @@ def find_free_ports(count: int, host: str = LOOPBACK) -> list[int]:
             sock.close()
 
 
+def _load_libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+
+
+_LIBC = _load_libc()  # bound here, in the parent: dlopen between fork and exec could deadlock
+
+
 def _die_with_parent() -> None:
     """Ask Linux to SIGTERM the child when its parent dies, so a killed test run leaves no server."""
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
+    if _LIBC is not None and hasattr(_LIBC, "prctl"):
+        _LIBC.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 def start_process(
@@ -69,14 +77,23 @@ def start_process(
 
 
 def command_line(pid: int) -> str | None:
-    """The process's command line joined by spaces, or None when no such process is alive."""
-    try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return None
-    if not raw:  # a zombie has an empty command line
-        return None
-    return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+    """The process's command line joined by spaces; None when no such process is alive.
+
+    Right after exec the kernel briefly reports an empty command line, so an empty one is retried
+    for a moment; a zombie (also empty) counts as gone, and a live process without one as "".
+    """
+    for _ in range(40):
+        try:
+            raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, PermissionError, IndexError):
+            return None
+        if state in {"Z", "X"}:
+            return None
+        if raw:
+            return raw.replace(b"\0", b" ").decode(errors="replace").strip()
+        time.sleep(0.025)
+    return ""
 
 
 def is_our_process(pid: int, marker: str) -> bool:
