@@ -26,7 +26,7 @@ from components.engine.checkpoint import load_checkpoint
 from components.engine.distributed import shutdown_distributed
 from components.engine.trainer import train
 from tests.conftest import find_free_port
-from tests.tiny_coco import make_split, tiny_config
+from tests.tiny_coco import make_tiny_split, tiny_config
 
 EXACT_ARITHMETIC = ["train.freeze_bn=true", "train.optimizer=sgd", "train.lr=0.01", "train.keypoint_mix.enabled=false"]
 
@@ -45,7 +45,7 @@ def _rank_main(rank: int, world_size: int, port: int, cfg_tree: dict[str, Any], 
 
 @pytest.mark.slow
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> None:
-    split = make_split(tmp_path / "data", num_labeled=4, num_unlabeled=4, num_holdout=2)
+    split = make_tiny_split(tmp_path / "data", num_labeled=4, num_unlabeled=4, num_holdout=2)
     single = tiny_config(tmp_path / "one", "trs", EXACT_ARITHMETIC, iterations=4, batch_size=4, unlabeled_batch_size=4)
     single_state = load_checkpoint(train(single, split, progress=False).checkpoint_uri)
 
@@ -79,7 +79,7 @@ def test_ranks_stay_identical_with_batch_norm_in_training_mode(tmp_path: Path) -
     The loop's checkpoint-time check (`assert_ranks_agree`) raises in a rank if its student,
     teacher or reviewer drifted, which would fail the spawn.
     """
-    split = make_split(tmp_path / "data", num_labeled=4, num_unlabeled=4, num_holdout=2)
+    split = make_tiny_split(tmp_path / "data", num_labeled=4, num_unlabeled=4, num_holdout=2)
     cfg = tiny_config(tmp_path / "ckpt", "trs", iterations=2, batch_size=2, unlabeled_batch_size=2)
     assert not cfg.train.freeze_bn
     split_paths = {k: str(v) for k, v in asdict(split).items()}

@@ -284,3 +284,17 @@ def test_plots_write_png_files_and_reject_empty_input(tmp_path):
         plot_loss_curves([{"step": 0, "lr": 0.1}], tmp_path / "x.png")
     with pytest.raises(ValueError, match="as many"):
         plot_sample_predictions([image], [], tmp_path / "x.png")
+
+
+def test_tracking_uri_comes_from_config_then_env_then_local_services(tmp_path, monkeypatch):
+    from components.config import RegistryConfig
+    from components.registry.registry import resolve_tracking_uri
+    from components.services.process import ServiceError
+
+    monkeypatch.setenv("TRS_POSE_STATE_DIR", str(tmp_path / "no-services"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://from-env:5000")
+    assert resolve_tracking_uri(RegistryConfig(tracking_uri="http://from-config:5000")) == "http://from-config:5000"
+    assert resolve_tracking_uri(RegistryConfig()) == "http://from-env:5000"
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    with pytest.raises(ServiceError, match="services up"):
+        resolve_tracking_uri(RegistryConfig())

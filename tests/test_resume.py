@@ -11,7 +11,7 @@ import torch
 
 from components.engine.checkpoint import latest_checkpoint, load_checkpoint
 from components.engine.trainer import train
-from tests.tiny_coco import make_split, tiny_config
+from tests.tiny_coco import make_tiny_split, tiny_config
 
 
 class Killed(RuntimeError):
@@ -47,7 +47,7 @@ def _assert_same(left: Any, right: Any, where: str) -> int:
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory: pytest.TempPathFactory):
-    return make_split(tmp_path_factory.mktemp("tiny"))
+    return make_tiny_split(tmp_path_factory.mktemp("tiny"))
 
 
 @pytest.fixture(scope="module")

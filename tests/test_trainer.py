@@ -9,14 +9,14 @@ import torch
 
 from components.engine.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint, load_student
 from components.engine.trainer import train
-from tests.tiny_coco import make_split, tiny_config, tiny_overrides
+from tests.tiny_coco import make_tiny_split, tiny_config, tiny_overrides
 
 STILL_CROPS = ["augment.scale_factor=0", "augment.rotation=0", "augment.flip=false", "augment.half_body_prob=0"]
 
 
 @pytest.fixture(scope="module")
 def split(tmp_path_factory: pytest.TempPathFactory):
-    return make_split(tmp_path_factory.mktemp("tiny"))
+    return make_tiny_split(tmp_path_factory.mktemp("tiny"))
 
 
 def test_supervised_loss_falls_on_fixed_crops(split, tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def _subset(coco: dict[str, Any], image_ids: set[int], strip_labels: bool = Fals
     }
 
 
-def make_split(root: Path, num_labeled: int = 4, num_unlabeled: int = 8, num_holdout: int = 3, seed: int = 0) -> SplitFiles:
+def make_tiny_split(root: Path, num_labeled: int = 4, num_unlabeled: int = 8, num_holdout: int = 3, seed: int = 0) -> SplitFiles:
     """SplitFiles over freshly drawn images: labeled, unlabeled (labels removed), holdout; val = holdout."""
     total = num_labeled + num_unlabeled + num_holdout
     coco = write_coco(root, total, seed)
