@@ -29,30 +29,13 @@ class JsonLinesLogger:
 
 
 def split_from_dir(split_dir: str | Path) -> Any:
-    """The SplitFiles a `trs-pose data split --out DIR` run wrote, read back from DIR/manifest.json."""
-    from components.data.split import SplitFiles
+    """The SplitFiles a `trs-pose data split --out DIR` run wrote."""
+    from components.data.split import SplitError, read_split
 
-    manifest_path = Path(split_dir) / "manifest.json"
     try:
-        manifest = json.loads(manifest_path.read_text())
-        outputs, inputs = manifest["outputs"], manifest["inputs"]
-        split = SplitFiles(
-            labeled_ann=Path(outputs["labeled_ann"]["path"]),
-            unlabeled_ann=Path(outputs["unlabeled_ann"]["path"]),
-            holdout_ann=Path(outputs["holdout_ann"]["path"]),
-            train_images=Path(manifest["train_images"]),
-            val_ann=Path(inputs["val_ann"]["path"]),
-            val_images=Path(manifest["val_images"]),
-            manifest=manifest_path,
-        )
-    except FileNotFoundError as exc:
-        raise click.UsageError(f"{manifest_path}: no split manifest; make one with `trs-pose data split`") from exc
-    except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise click.UsageError(f"{manifest_path}: not a split manifest ({exc!r})") from exc
-    missing = [str(p) for p in (split.labeled_ann, split.unlabeled_ann, split.holdout_ann) if not p.is_file()]
-    if missing:
-        raise click.UsageError(f"{manifest_path}: the split's files are missing: {', '.join(missing)}")
-    return split
+        return read_split(split_dir)
+    except SplitError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 def split_from_annotations(

@@ -84,8 +84,9 @@ class AugmentConfig(Section):
 class ModelConfig(Section):
     backbone: str = "resnet18"  # any timm model with features_only (resnet18, resnet50, hrnet_w32, ...)
     pretrained: str | None = None  # a local weights file, or a hub name such as "timm/resnet18.a1_in1k"
+    head: Literal["deconv", "fpn"] = "deconv"  # fpn: U-Net style skips, far faster to train from scratch
     deconv_layers: int = Field(3, ge=0)
-    deconv_channels: int = Field(256, ge=8)
+    deconv_channels: int = Field(256, ge=8)  # also the fpn decoder width
     mfl_strides: tuple[int, ...] = (8, 16, 32)  # earlier stages that get auxiliary heatmap heads
     mfl_channels: int = Field(64, ge=8)  # width of each light auxiliary head
 
@@ -142,6 +143,7 @@ class TrainConfig(Section):
     warmup_iters: int = Field(50, ge=0)
     step_milestones: tuple[float, ...] = (0.7, 0.9)  # fractions of iterations, for the step schedule
     grad_clip: float | None = Field(5.0, gt=0.0)
+    foreground_weight: float = Field(0.0, ge=0.0)  # heatmap error weight 1 + w * target (0: plain MSE)
     amp: bool = True  # bf16 autocast on CUDA; ignored on the CPU
     channels_last: bool = True
     sync_bn: bool = True  # SyncBatchNorm across GPUs under torchrun (no CPU kernel: gloo runs plain BN)

@@ -216,3 +216,28 @@ def _write_manifest(
     partial = split.manifest.with_name(split.manifest.name + ".partial")
     partial.write_text(json.dumps(manifest, indent=1))
     partial.replace(split.manifest)
+
+
+def read_split(split_dir: str | Path) -> SplitFiles:
+    """The SplitFiles that `make_split` wrote into `split_dir`, read back from its manifest."""
+    manifest_path = Path(split_dir) / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+        outputs, inputs = manifest["outputs"], manifest["inputs"]
+        split = SplitFiles(
+            labeled_ann=Path(outputs["labeled_ann"]["path"]),
+            unlabeled_ann=Path(outputs["unlabeled_ann"]["path"]),
+            holdout_ann=Path(outputs["holdout_ann"]["path"]),
+            train_images=Path(manifest["train_images"]),
+            val_ann=Path(inputs["val_ann"]["path"]),
+            val_images=Path(manifest["val_images"]),
+            manifest=manifest_path,
+        )
+    except FileNotFoundError as exc:
+        raise SplitError(f"{manifest_path}: no split manifest; make one with `trs-pose data split`") from exc
+    except (KeyError, TypeError, json.JSONDecodeError) as exc:
+        raise SplitError(f"{manifest_path}: not a split manifest ({exc!r})") from exc
+    missing = [str(p) for p in (split.labeled_ann, split.unlabeled_ann, split.holdout_ann) if not p.is_file()]
+    if missing:
+        raise SplitError(f"{manifest_path}: the split's files are missing: {', '.join(missing)}")
+    return split

@@ -119,10 +119,11 @@ def compute_losses(
     aux = [a.float() for a in out.aux]
     mfl_weights = _mfl_weights(cfg, len(aux))
     target, weight = labeled_batch["target"], labeled_batch["target_weight"]
+    fg = train.foreground_weight
 
-    sup = heatmap_mse(heatmaps[:num_labeled], target, weight)
+    sup = heatmap_mse(heatmaps[:num_labeled], target, weight, fg)
     zero = heatmaps.new_zeros(())
-    sup_mfl = sum((w * heatmap_mse(a[:num_labeled], target, weight) for w, a in zip(mfl_weights, aux)), zero)
+    sup_mfl = sum((w * heatmap_mse(a[:num_labeled], target, weight, fg) for w, a in zip(mfl_weights, aux)), zero)
     total = sup + sup_mfl
     terms = {"sup": sup.detach(), "sup_mfl": sup_mfl.detach()}
 
@@ -136,11 +137,11 @@ def compute_losses(
             teacher_conf = torch.maximum(teacher_conf, pseudo["reviewer_conf"])
         student_hard = heatmaps[num_labeled:]
         mask = teacher_conf >= tau
-        cons_teacher = consistency_loss(student_hard, teacher_maps, mask)
+        cons_teacher = consistency_loss(student_hard, teacher_maps, mask, fg)
         cons_reviewer = zero
         if reviewer_term:
-            cons_reviewer = consistency_loss(student_hard, pseudo["reviewer"], pseudo["reviewer_conf"] >= tau)
-        cons_mfl = sum((w * consistency_loss(a[num_labeled:], teacher_maps, mask) for w, a in zip(mfl_weights, aux)), zero)
+            cons_reviewer = consistency_loss(student_hard, pseudo["reviewer"], pseudo["reviewer_conf"] >= tau, fg)
+        cons_mfl = sum((w * consistency_loss(a[num_labeled:], teacher_maps, mask, fg) for w, a in zip(mfl_weights, aux)), zero)
         weight_u = lambda_u(cfg, step)
         total = total + weight_u * (cons_teacher + train.reviewer.weight * cons_reviewer + cons_mfl)
         terms.update(

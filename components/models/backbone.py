@@ -85,7 +85,14 @@ def create_timm_features(name: str, pretrained_hub: str | None = None) -> nn.Mod
 class FeatureBackbone(nn.Module):
     """timm features_only network returning {stride: feature map} for the strides in `reductions`."""
 
-    def __init__(self, name: str, heatmap_stride: int, extra_reductions: tuple[int, ...] = ()):
+    def __init__(
+        self,
+        name: str,
+        heatmap_stride: int,
+        extra_reductions: tuple[int, ...] = (),
+        skip_reductions: bool = False,
+    ):
+        """`skip_reductions` also exposes every stage between the heatmap stride and the deepest (fpn skips)."""
         super().__init__()
         self.name = name
         self.body = create_timm_features(name)
@@ -104,7 +111,9 @@ class FeatureBackbone(nn.Module):
             )
         # HRNet fuses branches by exact 2x resampling, so its input sides must divide by the deepest stride
         self.size_multiple = max(available) if is_high_resolution(name) else 1
-        self.reductions = tuple(sorted({self.main_reduction, *extra_reductions}))
+        skips = {r for r in available if heatmap_stride <= r < self.main_reduction} if skip_reductions else set()
+        self.skip_reductions = tuple(sorted(skips))
+        self.reductions = tuple(sorted({self.main_reduction, *extra_reductions, *skips}))
         self.channels = {r: available[r] for r in self.reductions}
         # feature_info lists one entry per returned map, in order; keep the index of each stride we need
         self._index_of = {r: info.reduction().index(r) for r in self.reductions}

@@ -24,7 +24,7 @@ from components.models.backbone import (
     read_state_dict,
     strip_prefixes,
 )
-from components.models.heads import AuxHeatmapHead, DeconvHead
+from components.models.heads import AuxHeatmapHead, DeconvHead, FPNHead
 
 
 class PoseOutput(NamedTuple):
@@ -44,12 +44,31 @@ class PoseNet(nn.Module):
         deconv_channels: int,
         mfl_strides: tuple[int, ...] = (),
         mfl_channels: int = 64,
+        head: str = "deconv",
     ):
+        """`head="fpn"` needs a backbone built with `skip_reductions=True`; it ignores `deconv_layers`."""
         super().__init__()
         self.backbone = backbone
         self.heatmap_stride = heatmap_stride
         self.num_keypoints = num_keypoints
         self.mfl_strides = tuple(mfl_strides)
+        main = backbone.main_reduction
+        if head == "fpn":
+            strides = (main, *backbone.skip_reductions)
+            self.head_strides = strides
+            self.head = FPNHead({s: backbone.channels[s] for s in strides}, num_keypoints, deconv_channels)
+        else:
+            self.head_strides = (main,)
+            self.head = self._deconv_head(backbone, num_keypoints, heatmap_stride, deconv_layers, deconv_channels)
+        self.aux_heads = nn.ModuleList(
+            AuxHeatmapHead(backbone.channels[s], num_keypoints, mfl_channels) for s in self.mfl_strides
+        )
+
+    @staticmethod
+    def _deconv_head(
+        backbone: FeatureBackbone, num_keypoints: int, heatmap_stride: int, deconv_layers: int, deconv_channels: int
+    ) -> DeconvHead:
+        """SimpleBaseline head; the deconvolution count must bridge the deepest stride to the heatmap stride."""
         main = backbone.main_reduction
         needed = 0 if main == heatmap_stride else round(math.log2(main / heatmap_stride))
         if main != heatmap_stride and (2**needed * heatmap_stride != main or deconv_layers != needed):
@@ -57,10 +76,7 @@ class PoseNet(nn.Module):
                 f"model.deconv_layers={deconv_layers}: {backbone.name!r} ends at stride {main}, so reaching "
                 f"heatmap stride {heatmap_stride} takes {math.log2(main / heatmap_stride):g} stride-2 deconvolutions"
             )
-        self.head = DeconvHead(backbone.channels[main], num_keypoints, needed, deconv_channels)
-        self.aux_heads = nn.ModuleList(
-            AuxHeatmapHead(backbone.channels[s], num_keypoints, mfl_channels) for s in self.mfl_strides
-        )
+        return DeconvHead(backbone.channels[main], num_keypoints, needed, deconv_channels)
 
     def heatmap_size(self, x: torch.Tensor) -> tuple[int, int]:
         return (x.shape[-2] // self.heatmap_stride, x.shape[-1] // self.heatmap_stride)
@@ -69,7 +85,10 @@ class PoseNet(nn.Module):
         """`with_aux` defaults to training mode: inference uses the main head only."""
         size = self.heatmap_size(x)
         features = self.backbone(x)
-        heatmaps = self.head(features[self.backbone.main_reduction], size)
+        if isinstance(self.head, FPNHead):
+            heatmaps = self.head({s: features[s] for s in self.head_strides}, size)
+        else:
+            heatmaps = self.head(features[self.backbone.main_reduction], size)
         if with_aux is None:
             with_aux = self.training
         aux = [head(features[s], size) for s, head in zip(self.mfl_strides, self.aux_heads)] if with_aux else []
@@ -94,7 +113,8 @@ def build_pose_net(
 ) -> PoseNet:
     """The network of `model_cfg`; `mfl=False` builds no auxiliary heads (the baselines, the no-MFL ablation)."""
     strides = tuple(model_cfg.mfl_strides) if mfl else ()
-    backbone = FeatureBackbone(model_cfg.backbone, input_cfg.heatmap_stride, strides)
+    fpn = model_cfg.head == "fpn"
+    backbone = FeatureBackbone(model_cfg.backbone, input_cfg.heatmap_stride, strides, skip_reductions=fpn)
     net = PoseNet(
         backbone,
         num_keypoints=num_keypoints,
@@ -103,6 +123,7 @@ def build_pose_net(
         deconv_channels=model_cfg.deconv_channels,
         mfl_strides=strides,
         mfl_channels=model_cfg.mfl_channels,
+        head=model_cfg.head,
     )
     if model_cfg.pretrained:
         net.load_pretrained(model_cfg.pretrained)
