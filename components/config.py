@@ -207,6 +207,7 @@ class KubernetesConfig(Section):
     launcher_service_account: str = "trs-pose-launcher"  # the CronJob's pod; training pods get no token
     run_prefix: str = "runs"  # pods write checkpoints and result.json under s3://<bucket>/<run_prefix>/<run id>/
     config_error_exit_code: int = Field(2, ge=1, le=255)  # click's usage-error code: FailJob, never retried
+    engine: Literal["job", "trainjob", "pytorchjob"] = "job"  # what the launcher submits: Job, TrainJob, PyTorchJob
     runtime: str = "torch-distributed"  # Kubeflow Trainer ClusterTrainingRuntime for multi-GPU TrainJobs
     schedule: str = "0 3 * * 0"  # retraining CronJob schedule
     unschedulable_timeout_seconds: int = Field(900, ge=0)  # launcher gives up on a pod Unschedulable this long

@@ -6,11 +6,14 @@ No cluster can run on the development machines, so the launcher is tested agains
     POST   /apis/batch/v1/namespaces/{ns}/jobs                 create a Job
     GET    /apis/batch/v1/namespaces/{ns}/jobs/{name}          read a Job
     DELETE /apis/batch/v1/namespaces/{ns}/jobs/{name}          delete a Job (records propagationPolicy)
+    the same three for trainer.kubeflow.org/v1alpha1 trainjobs and kubeflow.org/v1 pytorchjobs
+    (custom objects: the CRDs are taken as installed)
     GET    /api/v1/namespaces/{ns}/pods?labelSelector=k=v      list pods, or watch them with watch=true
     GET    /api/v1/namespaces/{ns}/pods/{name}/log             a pod's log, streamed with follow=true
 
 It runs nothing: no controller creates pods and no kubelet runs them. A test plays those parts by
-scripting pod phases, container states, log lines and Job conditions through the methods below,
+scripting pod phases, container states, log lines and workload conditions through the methods below
+(`add_pod` labels a pod as the Job, JobSet or Training Operator controller would),
 which is how each failure mode (OOMKilled, ImagePullBackOff, a preempted pod, a deadline) is made
 to happen on demand. Anything else gets 404, so a launcher that starts calling a new endpoint fails
 its tests instead of passing against a fake that is too kind.
@@ -28,7 +31,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-JOBS = re.compile(r"^/apis/batch/v1/namespaces/([^/]+)/jobs(?:/([^/]+))?$")
+WORKLOAD = re.compile(r"^/apis/([^/]+)/([^/]+)/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?$")
+WORKLOAD_KINDS = {  # (group, version, plural) -> kind; any other /apis path is a 404
+    ("batch", "v1", "jobs"): "Job",
+    ("trainer.kubeflow.org", "v1alpha1", "trainjobs"): "TrainJob",
+    ("kubeflow.org", "v1", "pytorchjobs"): "PyTorchJob",
+}
 PODS = re.compile(r"^/api/v1/namespaces/([^/]+)/pods$")
 POD_LOG = re.compile(r"^/api/v1/namespaces/([^/]+)/pods/([^/]+)/log$")
 FINISHED_PHASES = {"Succeeded", "Failed"}
@@ -42,15 +50,36 @@ def _matches(labels: dict[str, str], selector: str) -> bool:
     return True
 
 
+def _pod_template(job: dict[str, Any], replica: str, index: int) -> tuple[dict[str, Any], dict[str, str]]:
+    """The pod template a controller stamps pods from, and the labels it adds of its own."""
+    name = job["metadata"]["name"]
+    if job["kind"] == "TrainJob":  # TrainJob -> JobSet -> indexed Job "node"; the renderer's runtime patch is the template
+        patch = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
+        return patch["template"]["spec"]["template"], {
+            "jobset.sigs.k8s.io/jobset-name": name,
+            "jobset.sigs.k8s.io/replicatedjob-name": patch["name"],
+            "jobset.sigs.k8s.io/job-index": "0",
+            "batch.kubernetes.io/job-completion-index": str(index),
+            "trainer.kubeflow.org/trainjob-name": name,
+        }
+    if job["kind"] == "PyTorchJob":
+        return job["spec"]["pytorchReplicaSpecs"][replica]["template"], {
+            "training.kubeflow.org/job-name": name,
+            "training.kubeflow.org/replica-type": replica.lower(),
+            "training.kubeflow.org/replica-index": str(index),
+        }
+    return job["spec"]["template"], {"batch.kubernetes.io/job-name": name}
+
+
 class StandInApiServer:
     """Holds the objects and the event history; `url` is what a kubernetes Configuration points at."""
 
     def __init__(self) -> None:
-        self.jobs: dict[tuple[str, str], dict[str, Any]] = {}
+        self.jobs: dict[tuple[str, str], dict[str, Any]] = {}  # every workload kind, by (namespace, name)
         self.pods: dict[tuple[str, str], dict[str, Any]] = {}
         self.logs: dict[str, list[str]] = {}
         self.events: list[tuple[int, str, str, dict[str, Any]]] = []  # (version, namespace, type, pod)
-        self.deleted_jobs: list[tuple[str, str | None]] = []  # (name, propagationPolicy)
+        self.deleted_jobs: list[tuple[str, str | None]] = []  # (name, propagationPolicy), any workload kind
         self.requests: list[tuple[str, str]] = []
         self.changed = threading.Condition()
         self.version = 0
@@ -85,20 +114,24 @@ class StandInApiServer:
                     raise TimeoutError("no Job was created on the stand-in")
             return copy.deepcopy(next(iter(self.jobs.values())))
 
-    def add_pod(self, job_name: str, pod_name: str, namespace: str | None = None) -> None:
-        """A pending pod for the Job, labelled from its template as the Job controller would."""
+    def add_pod(
+        self, job_name: str, pod_name: str, namespace: str | None = None, replica: str = "Master", index: int = 0
+    ) -> None:
+        """A pending pod of the workload, labelled from its template as its controller would.
+
+        `index` is the node (TrainJob) or replica index (PyTorchJob, `replica` Master or Worker)."""
         with self.changed:
             job = next(j for (ns, n), j in self.jobs.items() if n == job_name and namespace in (None, ns))
-            template = job["spec"]["template"]
-            labels = dict(template["metadata"].get("labels", {}), **{"batch.kubernetes.io/job-name": job_name})
+            template, own_labels = _pod_template(job, replica, index)
             pod = {
                 "apiVersion": "v1",
                 "kind": "Pod",
                 "metadata": {
                     "name": pod_name,
                     "namespace": job["metadata"]["namespace"],
-                    "labels": labels,
+                    "labels": dict(template["metadata"].get("labels", {}), **own_labels),
                     "uid": str(uuid.uuid4()),
+                    "ownerReferences": [{"kind": job["kind"], "name": job_name, "uid": job["metadata"]["uid"]}],
                 },
                 "spec": copy.deepcopy(template["spec"]),
                 "status": {"phase": "Pending", "conditions": [], "containerStatuses": []},
@@ -216,8 +249,9 @@ class StandInApiServer:
 
             def _dispatch(self, method: str, path: str, query: dict[str, str]) -> None:
                 url = urlparse(path)
-                if m := JOBS.match(url.path):
-                    return self._jobs(method, m.group(1), m.group(2), query)
+                m = WORKLOAD.match(url.path)
+                if m and (kind := WORKLOAD_KINDS.get((m.group(1), m.group(2), m.group(4)))):
+                    return self._jobs(method, kind, f"{m.group(4)}.{m.group(1)}", m.group(3), m.group(5), query)
                 if method == "GET" and (m := PODS.match(url.path)):
                     return self._pods(m.group(1), query)
                 if method == "GET" and (m := POD_LOG.match(url.path)):
@@ -233,13 +267,17 @@ class StandInApiServer:
             def do_DELETE(self) -> None:
                 self._route("DELETE")
 
-            def _jobs(self, method: str, namespace: str, name: str | None, query: dict[str, str]) -> None:
+            def _jobs(
+                self, method: str, kind: str, resource: str, namespace: str, name: str | None, query: dict[str, str]
+            ) -> None:
                 if method == "POST" and name is None:
                     body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+                    if body.get("kind") != kind:
+                        return self._status(400, "BadRequest", f"a {body.get('kind')} posted to {resource}")
                     key = (namespace, body["metadata"]["name"])
                     with server.changed:
                         if key in server.jobs:
-                            return self._status(409, "AlreadyExists", f'jobs.batch "{key[1]}" already exists')
+                            return self._status(409, "AlreadyExists", f'{resource} "{key[1]}" already exists')
                         body["metadata"].update(uid=str(uuid.uuid4()), namespace=namespace)
                         body["status"] = {}
                         server.jobs[key] = body
@@ -248,8 +286,8 @@ class StandInApiServer:
                 key = (namespace, name or "")
                 with server.changed:
                     job = copy.deepcopy(server.jobs.get(key))
-                if job is None:
-                    return self._status(404, "NotFound", f'jobs.batch "{name}" not found')
+                if job is None or job["kind"] != kind:
+                    return self._status(404, "NotFound", f'{resource} "{name}" not found')
                 if method == "GET":
                     return self._send_json(200, job)
                 if method == "DELETE":
@@ -260,7 +298,7 @@ class StandInApiServer:
                         server.jobs.pop(key)
                         server.deleted_jobs.append((name or "", policy))
                         for pod_key, pod in list(server.pods.items()):
-                            if pod["metadata"]["labels"].get("batch.kubernetes.io/job-name") == name:
+                            if any(o["name"] == name for o in pod["metadata"]["ownerReferences"]):
                                 server.pods.pop(pod_key)
                                 server._record("DELETED", pod)
                     return self._send_json(200, {"kind": "Status", "apiVersion": "v1", "status": "Success"})

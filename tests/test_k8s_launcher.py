@@ -274,3 +274,118 @@ def test_success_reads_what_the_pod_wrote_to_real_s3(standin: StandInApiServer, 
     thread.join(10)
     assert (result.step, result.metrics) == (7, {"AP": 0.25})
     assert result.checkpoint_uri == f"s3://{s3_server.bucket}/runs/{run_id}/checkpoints/step-000007.pt"
+
+
+# ---- the distributed engines: a Kubeflow Trainer v2 TrainJob and a Training Operator PyTorchJob ----
+
+
+def engine_cfg(engine: str, nodes: int = 2) -> ExperimentConfig:
+    return load_config(
+        None,
+        [
+            "backend.kind=kubernetes",
+            "backend.kubernetes.namespace=ml",
+            "storage.bucket=runs-bucket",
+            f"backend.kubernetes.engine={engine}",
+            f"backend.kubernetes.nodes={nodes}",
+        ],
+    )
+
+
+def run_node(standin: StandInApiServer, job: str, pod: str, *lines: str, **where: Any) -> None:
+    standin.add_pod(job, pod, **where)
+    standin.set_pod(pod, phase="Running", container_state=RUNNING)
+    standin.write_log(pod, *lines)
+
+
+def test_trainjob_success_streams_node_0_and_reads_the_result(standin: StandInApiServer) -> None:
+    harness = Harness(standin, engine_cfg("trainjob"))
+
+    def script(s: StandInApiServer, job: str) -> None:
+        run_node(s, job, "test-run-node-0-0-a", "rank 0: step 40 AP 0.42", index=0)
+        run_node(s, job, "test-run-node-0-1-b", "rank 1: step 40", index=1)
+        for pod in ("test-run-node-0-0-a", "test-run-node-0-1-b"):
+            s.set_pod(pod, phase="Succeeded", container_state=terminated(0, "Completed"))
+        s.set_job_condition(job, "Complete", "JobSetCompleted", "jobset completed")
+
+    result = harness.launch(script)
+    assert (result.step, result.metrics, result.pods) == (40, {"AP": 0.42}, ("test-run-node-0-0-a", "test-run-node-0-1-b"))
+    assert harness.read_from == ["s3://runs-bucket/runs/test-run"]
+    assert "[test-run-node-0-0-a] rank 0: step 40 AP 0.42" in harness.lines
+    assert not any("rank 1" in line for line in harness.lines)  # only rank 0 is streamed
+    assert standin.jobs[("ml", "test-run")]["kind"] == "TrainJob"
+    assert ("POST", "/apis/trainer.kubeflow.org/v1alpha1/namespaces/ml/trainjobs") in standin.requests
+    assert any("jobset.sigs.k8s.io%2Fjobset-name%3Dtest-run" in path for _, path in standin.requests)
+    assert standin.deleted_jobs == []
+
+
+def test_pytorchjob_success_survives_a_restart_and_streams_the_master(standin: StandInApiServer) -> None:
+    harness = Harness(standin, engine_cfg("pytorchjob"))
+
+    def script(s: StandInApiServer, job: str) -> None:
+        run_node(s, job, "test-run-master-0", "master: step 20", replica="Master")
+        run_node(s, job, "test-run-worker-0", "worker: step 20", replica="Worker")
+        harness.wait_for_line("[test-run-master-0] master: step 20")
+        s.set_job_condition(job, "Restarting", "PyTorchJobRestarting", "worker 0 exited with code 137")
+        harness.wait_for_line("PyTorchJob test-run restarting")
+        s.write_log("test-run-master-0", "master: resumed, step 40")
+        for pod in ("test-run-master-0", "test-run-worker-0"):
+            s.set_pod(pod, phase="Succeeded", container_state=terminated(0, "Completed"))
+        s.set_job_condition(job, "Succeeded", "PyTorchJobSucceeded", "PyTorchJob test-run is successfully completed.")
+
+    result = harness.launch(script)
+    assert result.step == 40 and result.pods == ("test-run-master-0", "test-run-worker-0")
+    assert "[test-run-master-0] master: resumed, step 40" in harness.lines
+    assert not any("worker: step" in line for line in harness.lines)
+    assert standin.jobs[("ml", "test-run")]["kind"] == "PyTorchJob"
+    assert ("POST", "/apis/kubeflow.org/v1/namespaces/ml/pytorchjobs") in standin.requests
+    assert standin.deleted_jobs == []
+
+
+def test_pytorchjob_failed_condition_gives_its_reason_and_deletes_it(standin: StandInApiServer) -> None:
+    def script(s: StandInApiServer, job: str) -> None:
+        run_node(s, job, "test-run-master-0", "step 1", replica="Master")
+        s.set_job_condition(
+            job, "Failed", "PyTorchJobFailed", "PyTorchJob test-run has failed because it was active longer than specified deadline"
+        )
+
+    with pytest.raises(LaunchError) as error:
+        Harness(standin, engine_cfg("pytorchjob")).launch(script)
+    assert (error.value.reason, error.value.kind) == ("DeadlineExceeded", "PyTorchJob")
+    assert "training PyTorchJob test-run failed" in str(error.value) and "active_deadline_seconds" in str(error.value)
+    assert standin.deleted_jobs == [("test-run", "Background")]
+    assert ("ml", "test-run") not in standin.jobs and not standin.pods  # its pods went with it
+    assert any(m == "DELETE" and path.startswith("/apis/kubeflow.org/v1/namespaces/ml/pytorchjobs/test-run") for m, path in standin.requests)
+
+
+def test_trainjob_worker_oom_and_failed_condition_delete_the_trainjob(standin: StandInApiServer) -> None:
+    def oom(s: StandInApiServer, job: str) -> None:
+        run_node(s, job, "test-run-node-0-0-a", "step 1", index=0)
+        run_node(s, job, "test-run-node-0-1-b", "step 1", index=1)
+        s.set_pod("test-run-node-0-1-b", phase="Failed", container_state=terminated(137, "OOMKilled"))
+
+    with pytest.raises(LaunchError) as error:
+        Harness(standin, engine_cfg("trainjob")).launch(oom)
+    assert error.value.reason == "OOMKilled" and "test-run-node-0-1-b" in error.value.detail
+    assert standin.deleted_jobs == [("test-run", "Background")]
+
+    def failed(s: StandInApiServer, job: str) -> None:
+        run_node(s, job, "test-run-node-0-0-a", "step 1", index=0)
+        s.set_job_condition(job, "Failed", "FailedJobs", "jobset failed due to one or more job failures")
+
+    with pytest.raises(LaunchError) as error:
+        Harness(standin, engine_cfg("trainjob")).launch(failed)
+    assert error.value.reason == "FailedJobs" and "one or more job failures" in error.value.detail
+    assert standin.deleted_jobs == [("test-run", "Background")] * 2
+    assert any(
+        m == "DELETE" and path.startswith("/apis/trainer.kubeflow.org/v1alpha1/namespaces/ml/trainjobs/test-run")
+        for m, path in standin.requests
+    )
+
+
+def test_a_multi_node_config_on_the_job_engine_is_refused_before_submitting(standin: StandInApiServer) -> None:
+    api = client.ApiClient(client.Configuration(host=standin.url))
+    with pytest.raises(LaunchError) as error:
+        KubernetesLauncher(engine_cfg("job"), api, log=lambda line: None).launch(run_id="test-run")
+    assert error.value.reason == "EngineMismatch" and "engine to trainjob or pytorchjob" in str(error.value)
+    assert standin.requests == []

@@ -276,6 +276,8 @@ def test_role_is_least_privilege() -> None:
     rules = {(tuple(r["apiGroups"]), tuple(r["resources"])): set(r["verbs"]) for r in role["rules"]}
     assert rules == {
         (("batch",), ("jobs",)): {"create", "get", "watch", "delete"},
+        (("trainer.kubeflow.org",), ("trainjobs",)): {"create", "get", "delete"},
+        (("kubeflow.org",), ("pytorchjobs",)): {"create", "get", "delete"},
         (("",), ("pods", "pods/log")): {"get", "list", "watch"},
     }
 

@@ -9,6 +9,7 @@ import torch
 from components.config import InputConfig, ModelConfig, load_config
 from components.models import PoseNet, PretrainedWeightsError, build_model, build_pose_net
 from components.models import backbone as backbone_module
+from components.models.heads import DeconvHead, FPNHead
 
 TINY_INPUT = InputConfig(image_size=(64, 48))
 TINY_MODEL = ModelConfig(deconv_channels=16, mfl_channels=8)
@@ -135,3 +136,31 @@ def test_unreachable_hub_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(backbone_module.timm, "create_model", offline)
     with pytest.raises(PretrainedWeightsError, match="local weights file"):
         net.load_pretrained("timm/resnet18.a1_in1k")
+
+
+@pytest.mark.parametrize("size", [(64, 48), (128, 96)])
+def test_fpn_head_gives_stride_4_heatmaps_from_resnet18(size):
+    net = tiny_net(head="fpn")
+    assert isinstance(net.head, FPNHead)
+    assert sorted(net.head_strides) == [4, 8, 16, 32]
+    out = net(torch.randn(2, 3, *size))
+    expected = (2, 17, size[0] // 4, size[1] // 4)
+    assert out.heatmaps.shape == expected
+    assert [a.shape for a in out.aux] == [expected] * 3
+
+
+def test_fpn_gradients_reach_every_backbone_stage_through_the_skips():
+    net = tiny_net(head="fpn", mfl_strides=())
+    net(torch.randn(2, 3, 64, 48)).heatmaps.square().sum().backward()
+    first_conv = net.backbone.body.conv1.weight.grad
+    assert first_conv is not None and first_conv.abs().sum() > 0
+    for stride in (4, 8, 16, 32):
+        assert net.head.lateral[str(stride)][0].weight.grad.abs().sum() > 0
+
+
+def test_build_model_respects_the_head_switch():
+    overrides = ["input.image_size=[64,48]", "model.deconv_channels=16", "train.method=supervised"]
+    assert isinstance(build_model(load_config(None, overrides)).head, DeconvHead)
+    assert isinstance(build_model(load_config(None, overrides + ["model.head=fpn"])).head, FPNHead)
+    with pytest.raises(ValueError, match="head"):
+        load_config(None, overrides + ["model.head=unet"])

@@ -124,3 +124,45 @@ def test_train_cli_splits_trains_and_reports(tmp_path: Path, monkeypatch: pytest
 
     clash = CliRunner().invoke(cli, ["train", "--split-dir", "x", *source])
     assert clash.exit_code == 2 and "not both" in clash.output
+
+
+class _Squares(torch.utils.data.Dataset):
+    """Eight tiny items: an image-like tensor and a scalar, enough to drive `_stream`."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return {"image": torch.full((3, 4, 4), float(index)), "index": torch.tensor(index)}
+
+
+def _stream_batch(device: torch.device) -> dict[str, torch.Tensor]:
+    from components.engine.distributed import DistributedContext
+    from components.engine.trainer import _stream
+
+    ctx = DistributedContext(rank=0, world_size=1, local_rank=0, device=device)
+    _, batches = _stream(_Squares(), 4, tiny_config(Path("unused")), ctx, start_batch=0, stream=0)
+    return next(batches)
+
+
+def test_host_batches_are_unpinned_on_cpu_and_moved_unchanged() -> None:
+    from components.engine.trainer import _to_device
+
+    batch = _stream_batch(torch.device("cpu"))
+    assert not batch["image"].is_pinned()
+    moved = _to_device({**batch, "name": "kept"}, torch.device("cpu"), channels_last=True)
+    assert torch.equal(moved["image"], batch["image"]) and moved["name"] == "kept"
+    assert moved["image"].is_contiguous(memory_format=torch.channels_last)
+    assert moved["index"] is batch["index"]  # a CPU "copy" to the CPU is no copy
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_host_batches_are_pinned_for_cuda_and_copied_asynchronously() -> None:
+    from components.engine.trainer import _to_device
+
+    device = torch.device("cuda", torch.cuda.current_device())
+    batch = _stream_batch(device)
+    assert batch["image"].is_pinned()  # what lets `non_blocking=True` overlap the copy with compute
+    moved = _to_device(batch, device, channels_last=False)
+    assert moved["image"].device == device
+    assert torch.equal(moved["image"].cpu(), batch["image"])

@@ -37,6 +37,8 @@ RUN_URI_ENV = "TRS_POSE_RUN_URI"
 HOME_DIR = "/home/trs"
 WORK_DIR = "/workspace"
 CONTAINER_NAME = "trainer"
+TRAINJOB_CONTAINER = "node"  # the container (and replicated job) of the stock torch-distributed runtime
+PYTORCHJOB_CONTAINER = "pytorch"  # the container name the Training Operator requires
 RUN_AS_ID = 10001
 MAX_NAME_LENGTH = 52  # Jobs add a 5-character pod suffix and label values stop at 63
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
@@ -278,7 +280,7 @@ def render_trainjob(cfg: ExperimentConfig, plan: RunPlan) -> Manifest:
         "securityContext": pod_security_context(),
         "volumes": _volumes(k8s, with_shm=True),
         "containers": [
-            {"name": "node", "securityContext": container_security_context(), "volumeMounts": _volume_mounts(True)}
+            {"name": TRAINJOB_CONTAINER, "securityContext": container_security_context(), "volumeMounts": _volume_mounts(True)}
         ],
     }
     if k8s.node_selector:
@@ -309,7 +311,7 @@ def render_trainjob(cfg: ExperimentConfig, plan: RunPlan) -> Manifest:
                             "spec": {
                                 "replicatedJobs": [
                                     {
-                                        "name": "node",
+                                        "name": TRAINJOB_CONTAINER,
                                         "template": {
                                             "spec": {
                                                 "template": {
@@ -344,7 +346,7 @@ def render_pytorchjob(cfg: ExperimentConfig, plan: RunPlan) -> Manifest:
             "template": {
                 "metadata": {"labels": dict(labels), "annotations": _config_annotation(plan.pod_config)},
                 "spec": training_pod_spec(
-                    plan.pod_config, plan.run_uri, distributed_train_command(), "OnFailure", "pytorch"
+                    plan.pod_config, plan.run_uri, distributed_train_command(), "OnFailure", PYTORCHJOB_CONTAINER
                 ),
             },
         }
