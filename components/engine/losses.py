@@ -22,7 +22,8 @@ def _weighted_mse(
         raise ValueError(f"weight must be [B,K]={tuple(pred.shape[:2])}, got {tuple(weight.shape)}")
     squared = (pred.float() - target.float()).square()
     if foreground_weight:
-        squared = squared * (1.0 + foreground_weight * target.float())
+        # clamped: raw teacher pseudo-heatmaps dip below 0, and a negative pixel weight rewards error
+        squared = squared * (1.0 + foreground_weight * target.float().clamp(0.0, 1.0))
     return 0.5 * (squared.mean(dim=(2, 3)) * weight.float()).mean()
 
 

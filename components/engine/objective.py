@@ -119,6 +119,8 @@ def compute_losses(
     aux = [a.float() for a in out.aux]
     mfl_weights = _mfl_weights(cfg, len(aux))
     target, weight = labeled_batch["target"], labeled_batch["target_weight"]
+    # labeled targets only: weighting unnormalised pseudo-heatmaps by their own peaks feeds back
+    # through the EMA teacher and blows the heatmap amplitude up (measured on the demo)
     fg = train.foreground_weight
 
     sup = heatmap_mse(heatmaps[:num_labeled], target, weight, fg)
@@ -137,11 +139,11 @@ def compute_losses(
             teacher_conf = torch.maximum(teacher_conf, pseudo["reviewer_conf"])
         student_hard = heatmaps[num_labeled:]
         mask = teacher_conf >= tau
-        cons_teacher = consistency_loss(student_hard, teacher_maps, mask, fg)
+        cons_teacher = consistency_loss(student_hard, teacher_maps, mask)
         cons_reviewer = zero
         if reviewer_term:
-            cons_reviewer = consistency_loss(student_hard, pseudo["reviewer"], pseudo["reviewer_conf"] >= tau, fg)
-        cons_mfl = sum((w * consistency_loss(a[num_labeled:], teacher_maps, mask, fg) for w, a in zip(mfl_weights, aux)), zero)
+            cons_reviewer = consistency_loss(student_hard, pseudo["reviewer"], pseudo["reviewer_conf"] >= tau)
+        cons_mfl = sum((w * consistency_loss(a[num_labeled:], teacher_maps, mask) for w, a in zip(mfl_weights, aux)), zero)
         weight_u = lambda_u(cfg, step)
         total = total + weight_u * (cons_teacher + train.reviewer.weight * cons_reviewer + cons_mfl)
         terms.update(
