@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_TELEMETRY := false
 PYTEST_ARGS ?=
 
-.PHONY: venv tools test demo clean lint
+.PHONY: venv tools test demo services-down clean
 
 venv: $(STAMP)
 
@@ -37,6 +37,9 @@ test: $(STAMP) $(TOOLS_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/trs-pose demo
+
+services-down: $(STAMP)
+	$(BIN)/trs-pose services down
 
 clean:
 	rm -rf $(VENV) $(TOOLS_VENV) .state .cache data runs
