@@ -57,7 +57,9 @@ def ensure_data(root: Path, args: argparse.Namespace) -> None:
     from components.data.synthetic import generate_dataset
 
     print(f"generating {args.images} + {args.val_images} synthetic images into {root}", flush=True)
-    generate_dataset(root, args.images, args.val_images, seed=args.data_seed, image_size=parse_size(args.image_size))
+    generate_dataset(
+        root, args.images, args.val_images, seed=args.data_seed, image_size=parse_size(args.image_size), style=args.style
+    )
 
 
 def labeled_image_count(ann_file: Path) -> int:
@@ -65,10 +67,12 @@ def labeled_image_count(ann_file: Path) -> int:
     return len({a["image_id"] for a in coco["annotations"] if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd")})
 
 
-def scaled_schedule(iterations: int) -> list[str]:
+def scaled_schedule(iterations: int, burn_in_fraction: float) -> list[str]:
     """Warm-ups and intervals as fractions of the run, so a short run still reaches every phase."""
+    burn_in = int(iterations * burn_in_fraction)
     return [
         f"train.warmup_iters={max(1, iterations // 20)}",
+        f"train.consistency.burn_in_iters={burn_in}",
         f"train.ema.warmup_iters={max(1, iterations // 10)}",
         f"train.consistency.rampup_iters={max(1, iterations // 5)}",
         f"train.reviewer.check_every={max(1, iterations // 10)}",
@@ -92,7 +96,7 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace, data_root: Pa
         f"train.unlabeled_batch_size={args.unlabeled_batch}", f"train.seed={seed}", f"train.device={args.device}",
         f"train.num_workers={args.workers}", f"eval.num_workers={args.workers}",
         f"train.checkpoint.dir={work / 'checkpoints' / variant / f'seed{seed}'}",
-        *scaled_schedule(args.iterations), *VARIANTS[variant],
+        *scaled_schedule(args.iterations, args.burn_in_fraction), *VARIANTS[variant],
     ]
     if variant == "supervised_full":
         overrides.append(f"data.num_labeled={labeled_image_count(train_ann) - args.holdout}")
@@ -116,7 +120,7 @@ def summarise(results: dict[str, dict[str, dict[str, float]]], variants: list[st
     floor_mean = statistics.fmean(floor) if floor else None
     lines = [
         f"{args.iterations} iterations, batch {args.batch} labeled + {args.unlabeled_batch} unlabeled, "
-        f"{args.backbone} at {args.input_size[0]}x{args.input_size[1]}, {args.images} synthetic training images "
+        f"{args.backbone} at {args.input_size[0]}x{args.input_size[1]}, {args.images} {args.style} synthetic training images "
         f"({args.labeled_fraction:.0%} labeled, {args.holdout} held out for the reviewer), "
         f"{args.val_images} validation images; AP in points (x100), mean ± sample std over seeds.",
         "",
@@ -146,12 +150,16 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--val-images", type=int, default=100)
     parser.add_argument("--image-size", default="256x320", help="synthetic image HxW")
     parser.add_argument("--data-seed", type=int, default=0)
+    parser.add_argument("--style", choices=("standard", "easy"), default="standard", help="synthetic scene style")
     parser.add_argument("--input", dest="input_size", type=parse_size, default=(256, 192), help="network input HxW")
     parser.add_argument("--backbone", default="resnet18")
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=32, help="labeled crops per iteration")
     parser.add_argument("--unlabeled-batch", type=int, default=32)
     parser.add_argument("--labeled-fraction", type=float, default=0.05)
+    parser.add_argument(
+        "--burn-in-fraction", type=float, default=0.0, help="share of the iterations trained on labels only first"
+    )
     parser.add_argument("--holdout", type=int, default=20, help="labeled images held out to rank reviewer snapshots")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")

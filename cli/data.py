@@ -22,7 +22,10 @@ def data() -> None:
 @click.option("--height", type=click.IntRange(min=32), default=256, show_default=True, help="Image height in pixels.")
 @click.option("--width", type=click.IntRange(min=32), default=320, show_default=True, help="Image width in pixels.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes [default: CPU count, at most 8].")
-def synth(out_dir: str, num_images: int, val_images: int | None, seed: int, height: int, width: int, workers: int | None) -> None:
+@click.option("--style", type=click.Choice(["standard", "easy"]), default="standard", show_default=True, help="standard: crowded, cluttered, any facing; easy: one or two large people, plain backgrounds.")
+def synth(
+    out_dir: str, num_images: int, val_images: int | None, seed: int, height: int, width: int, workers: int | None, style: str
+) -> None:
     """Draw synthetic people into OUT/annotations/person_keypoints_{train,val}.json and OUT/{train,val}/*.jpg."""
     from tqdm import tqdm
 
@@ -32,7 +35,7 @@ def synth(out_dir: str, num_images: int, val_images: int | None, seed: int, heig
     with tqdm(total=num_images + val_images, unit="img", desc="synth") as bar:
         summary = generate_dataset(
             out_dir, num_images, val_images, seed=seed, image_size=(height, width), workers=workers,
-            progress=lambda split, n: bar.update(n),
+            progress=lambda split, n: bar.update(n), style=style,
         )
     for split, path in summary.annotation_files.items():
         click.echo(f"{split:>5}: {summary.images[split]:>7} images {summary.people[split]:>8} people  {path}")

@@ -24,6 +24,7 @@ class SyntheticDataConfig(Section):
     num_val_images: int = Field(100, ge=1)
     seed: int = 0
     image_size: tuple[int, int] = (256, 320)  # (height, width)
+    style: Literal["standard", "easy"] = "standard"  # scene difficulty (components/data/synthetic/style.py)
 
 
 class DataConfig(Section):
@@ -108,7 +109,8 @@ class ReviewerConfig(Section):
 
 class ConsistencyConfig(Section):
     weight: float = Field(1.0, ge=0.0)  # lambda_u after ramp-up
-    rampup_iters: int = Field(200, ge=0)
+    burn_in_iters: int = Field(0, ge=0)  # supervised-only iterations first: a random teacher has nothing to teach
+    rampup_iters: int = Field(200, ge=0)  # counted from the end of the burn-in
     confidence_threshold: float = Field(0.3, ge=0.0, le=1.0)  # tau on the pseudo-heatmap peak
 
 

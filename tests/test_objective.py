@@ -156,3 +156,14 @@ def test_unknown_method_and_missing_teacher_are_errors():
         compute_losses("mean_teacher", student, None, reviewer, labeled, unlabeled, cfg, 0)
     with pytest.raises(KeyError, match="target_weight"):
         compute_losses("supervised", student, None, None, {"image": labeled["image"], "target": labeled["target"]}, None, cfg, 0)
+
+
+def test_consistency_weight_is_zero_in_the_burn_in_then_ramps_from_its_end():
+    cfg = load_config(None, ["train.consistency.burn_in_iters=10", "train.consistency.rampup_iters=20"])
+    assert [objective.lambda_u(cfg, step) for step in (0, 9)] == [0.0, 0.0]
+    assert objective.lambda_u(cfg, 10) == pytest.approx(objective.rampup(0, 20))
+    assert objective.lambda_u(cfg, 20) == pytest.approx(objective.rampup(10, 20))
+    assert objective.lambda_u(cfg, 30) == pytest.approx(1.0)
+    assert objective.in_burn_in(cfg, 9) and not objective.in_burn_in(cfg, 10)
+    supervised = load_config(None, ["train.method=supervised", "train.consistency.burn_in_iters=10"])
+    assert not objective.in_burn_in(supervised, 0)

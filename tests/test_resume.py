@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +141,28 @@ def test_fresh_run_refuses_a_directory_with_checkpoints(split, tmp_path: Path) -
     fresh = tiny_config(tmp_path, "supervised", ["train.checkpoint.resume=false"], iterations=2)
     with pytest.raises(ValueError, match="resume is false"):
         train(fresh, split, progress=False)
+
+
+@pytest.mark.parametrize("kill_after", [2, 4])
+def test_burn_in_run_resumed_on_either_side_of_its_end_matches_uninterrupted(
+    split, tmp_path: Path, kill_after: int
+) -> None:
+    """The unlabeled stream starts after the burn-in; a checkpoint inside or after it resumes exactly."""
+    burn_in = ["train.consistency.burn_in_iters=3"]
+    whole = train(tiny_config(tmp_path / "whole", "trs", burn_in), split, progress=False)
+    expected = load_checkpoint(whole.checkpoint_uri)
+    people = len(json.loads(Path(split.unlabeled_ann).read_text())["annotations"])
+    unlabeled = expected["data_position"]["unlabeled"]
+    assert unlabeled["epoch"] * people + unlabeled["index"] == 3 * 2, "3 unlabeled batches of 2 after 3 burn-in steps"
+    losses = [r for r in expected["history"] if "loss/total" in r]
+    assert [("loss/cons_teacher" in r) for r in losses] == [False] * 3 + [True] * 3
+
+    cfg = tiny_config(tmp_path / "killed", "trs", burn_in)
+    with pytest.raises(Killed):
+        train(cfg, split, on_step=_kill_after(kill_after), progress=False)
+    final = load_checkpoint(train(cfg, split, progress=False).checkpoint_uri)
+    for state in (final, expected):
+        state["config"]["train"]["checkpoint"].pop("dir")
+    for record in [*final["history"], *expected["history"]]:
+        record.pop("images_per_s", None)
+    assert _assert_same(final, expected, "checkpoint") > 200

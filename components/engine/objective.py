@@ -10,6 +10,11 @@
   and reviewer targets are fused per keypoint (the more confident wins) into the one teacher term,
   and the separate reviewer term is dropped.
 
+With train.consistency.burn_in_iters the semi-supervised methods start with that many labeled-only
+iterations (Unbiased Teacher's burn-in): the EMA teacher of a random student has nothing to teach,
+and skipping its pass and the unlabeled batch makes those iterations as cheap as supervised ones.
+The ramp-up of lambda_u starts when the burn-in ends.
+
 The student runs once per call on the labeled images and the hard views concatenated (one forward
 keeps DistributedDataParallel's one-forward-per-backward rule and batch-norm sees both). Teacher
 and reviewer run batched in inference mode; their pseudo-heatmaps are cloned out of inference mode
@@ -51,8 +56,17 @@ def _mfl_weights(cfg: ExperimentConfig, num_aux: int) -> tuple[float, ...]:
     return weights
 
 
+def in_burn_in(cfg: ExperimentConfig, step: int) -> bool:
+    """True while a semi-supervised run trains on labels only (no unlabeled batch, no teacher pass)."""
+    return cfg.train.method != "supervised" and step < cfg.train.consistency.burn_in_iters
+
+
 def lambda_u(cfg: ExperimentConfig, step: int) -> float:
-    return cfg.train.consistency.weight * rampup(step, cfg.train.consistency.rampup_iters)
+    """The consistency weight: 0 in the burn-in, then ramped up over `rampup_iters`."""
+    consistency = cfg.train.consistency
+    if step < consistency.burn_in_iters:
+        return 0.0
+    return consistency.weight * rampup(step - consistency.burn_in_iters, consistency.rampup_iters)
 
 
 def pseudo_targets(

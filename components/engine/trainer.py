@@ -181,13 +181,17 @@ def _checkpoint_client(location: str, cfg: ExperimentConfig) -> Any:
 
 
 class Streams:
-    """The labeled (and, for semi-supervised methods, unlabeled) batch streams of this rank."""
+    """The labeled (and, for semi-supervised methods, unlabeled) batch streams of this rank.
+
+    The unlabeled stream advances only after the burn-in: its batch index is the step minus
+    `train.consistency.burn_in_iters`, which is what a checkpoint records and a resume checks.
+    """
 
     def __init__(self, cfg: ExperimentConfig, split: SplitFiles, ctx: DistributedContext, start_step: int) -> None:
         from components.data.datasets import LabeledPoseDataset, UnlabeledPairDataset
 
         tcfg = cfg.train
-        self.ctx, self.channels_last = ctx, tcfg.channels_last
+        self.cfg, self.ctx, self.channels_last = cfg, ctx, tcfg.channels_last
         labeled = LabeledPoseDataset(split.labeled_ann, split.train_images, cfg, tcfg.seed)
         self.labeled_sampler, self.labeled = _stream(labeled, tcfg.batch_size, cfg, ctx, start_step, stream=0)
         self.unlabeled_sampler: StreamBatchSampler | None = None
@@ -195,12 +199,18 @@ class Streams:
         if tcfg.method != "supervised":
             unlabeled = UnlabeledPairDataset(split.unlabeled_ann, split.train_images, cfg, tcfg.seed)
             self.unlabeled_sampler, self.unlabeled = _stream(
-                unlabeled, tcfg.unlabeled_batch_size, cfg, ctx, start_step, stream=1
+                unlabeled, tcfg.unlabeled_batch_size, cfg, ctx, self._unlabeled_batches(start_step), stream=1
             )
 
-    def next(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    def _unlabeled_batches(self, steps: int) -> int:
+        return max(0, steps - self.cfg.train.consistency.burn_in_iters)
+
+    def next(self, step: int) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """The batches of `step`; no unlabeled batch for supervised runs or in the burn-in."""
+        from components.engine.objective import in_burn_in
+
         labeled = _to_device(next(self.labeled), self.ctx.device, self.channels_last)
-        if self.unlabeled is None:
+        if self.unlabeled is None or in_burn_in(self.cfg, step):
             return labeled, None
         return labeled, _to_device(next(self.unlabeled), self.ctx.device, self.channels_last)
 
@@ -208,12 +218,15 @@ class Streams:
         """Where each stream stands after `step` steps (what a checkpoint records)."""
         positions = {"labeled": self.labeled_sampler.position_after(step).as_dict()}
         if self.unlabeled_sampler is not None:
-            positions["unlabeled"] = self.unlabeled_sampler.position_after(step).as_dict()
+            positions["unlabeled"] = self.unlabeled_sampler.position_after(self._unlabeled_batches(step)).as_dict()
         return positions
 
     def check_resumes_at(self, saved: dict[str, dict[str, int]], step: int, uri: str) -> None:
+        expected = {"labeled": step, "unlabeled": self._unlabeled_batches(step)}
         for name, sampler in (("labeled", self.labeled_sampler), ("unlabeled", self.unlabeled_sampler)):
-            if sampler is not None and name in saved and sampler.batch_for_position(DataPosition(**saved[name])) != step:
+            if sampler is None or name not in saved:
+                continue
+            if sampler.batch_for_position(DataPosition(**saved[name])) != expected[name]:
                 raise ValueError(f"{uri}: {name} data position {saved[name]} does not match step {step}")
 
 
@@ -348,7 +361,7 @@ def train(
             log_now = step_done % tcfg.log_every == 0 or step_done == tcfg.iterations
             save_now = step_done % tcfg.checkpoint.every == 0 or step_done == tcfg.iterations
             _set_train_mode(student, tcfg.freeze_bn)
-            labeled, unlabeled = streams.next()
+            labeled, unlabeled = streams.next(step)
             with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext():
                 losses = compute_losses(
                     tcfg.method, network, teacher, reviewer, labeled, unlabeled, cfg, step, learners.mix_generator

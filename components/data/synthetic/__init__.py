@@ -5,6 +5,7 @@ body (pose and proportions) -> person (painting one body) -> background (clutter
 """
 
 from components.data.synthetic.scene import Scene, render_scene
-from components.data.synthetic.writer import SynthesisSummary, generate_dataset
+from components.data.synthetic.style import STYLES, SceneStyle
+from components.data.synthetic.writer import SynthesisSummary, generate_dataset, synthesis_info
 
-__all__ = ["Scene", "SynthesisSummary", "generate_dataset", "render_scene"]
+__all__ = ["STYLES", "Scene", "SceneStyle", "SynthesisSummary", "generate_dataset", "render_scene", "synthesis_info"]

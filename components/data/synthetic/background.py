@@ -14,6 +14,8 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
+from components.data.synthetic.style import STYLES, SceneStyle
+
 OCCLUDER_LABEL = 1
 
 
@@ -24,8 +26,10 @@ def _colour(rng: np.random.Generator, low: float = 0, high: float = 255) -> tupl
     return tuple(float(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
 
 
-def draw_background(rng: np.random.Generator, height: int, width: int) -> NDArray[np.uint8]:
-    """A textured, cluttered scene with no people in it."""
+def draw_background(
+    rng: np.random.Generator, height: int, width: int, style: SceneStyle = STYLES["standard"]
+) -> NDArray[np.uint8]:
+    """A textured scene with no people in it, as cluttered as `style` says."""
     top, bottom = np.array(_colour(rng, 30, 240)), np.array(_colour(rng, 30, 240))
     ramp = np.linspace(0.0, 1.0, height, dtype=np.float32)[:, None, None]
     image = (top * (1 - ramp) + bottom * ramp).astype(np.float32) * np.ones((1, width, 1), np.float32)
@@ -38,9 +42,9 @@ def draw_background(rng: np.random.Generator, height: int, width: int) -> NDArra
     image += cv2.resize((shade + tint).astype(np.float32), (width, height), interpolation=cv2.INTER_CUBIC)
     canvas = np.clip(image, 0, 255).astype(np.uint8)
 
-    for _ in range(rng.integers(8, 30)):
+    for _ in range(rng.integers(*style.clutter_shapes)):
         _draw_clutter_shape(canvas, rng, height, width)
-    for _ in range(rng.integers(0, 6)):  # limb-like strokes: hard negatives
+    for _ in range(rng.integers(*style.distractor_strokes)):  # limb-like strokes: hard negatives
         a = rng.uniform([0, 0], [width, height])
         b = a + rng.normal(0, 0.12 * height, 2)
         colour = _colour(rng, 60, 230)

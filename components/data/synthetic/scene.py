@@ -27,15 +27,10 @@ from components.data.synthetic.person import (
     face_facing,
     sample_appearance,
 )
+from components.data.synthetic.style import STYLES, SceneStyle
 
 MIN_BOX_SIDE = 8.0  # pixels; smaller people are drawn but not annotated
 MIN_AREA = 32  # visible pixels
-
-# Ranges of person height in pixels, as fractions of the image height, with their probabilities:
-# small (far away), medium, large (near, often truncated).
-HEIGHT_BANDS = ((0.12, 0.3), (0.3, 0.7), (0.7, 1.35))
-HEIGHT_BAND_WEIGHTS = (0.35, 0.45, 0.2)
-GROUP_PROBABILITY = 0.3  # chance that a person stands close beside one already placed
 
 
 @dataclass
@@ -63,29 +58,37 @@ class Scene:
     people: list[PersonLabel] = field(default_factory=list)
 
 
-def sample_layers(rng: np.random.Generator, height: int, width: int) -> list[SceneLayer]:
+def sample_layers(
+    rng: np.random.Generator, height: int, width: int, style: SceneStyle = STYLES["standard"]
+) -> list[SceneLayer]:
     """People of varied size, pose and facing, and a few occluders placed where they hide someone."""
-    count = int(rng.choice([1, 2, 3, 4, 5, 6], p=[0.12, 0.2, 0.24, 0.2, 0.14, 0.1]))
+    count = int(rng.choice(style.people_counts, p=style.people_weights))
     layers: list[SceneLayer] = []
     for _ in range(count):
-        band = HEIGHT_BANDS[rng.choice(len(HEIGHT_BANDS), p=HEIGHT_BAND_WEIGHTS)]
+        band = style.height_bands[rng.choice(len(style.height_bands), p=style.height_band_weights)]
         person_height = rng.uniform(*band) * height
-        hip_x = rng.uniform(-0.1, 1.1) * width
-        hip_y = rng.uniform(0.15, 0.95) * height if person_height < height else rng.uniform(0.35, 0.85) * height
-        if layers and rng.random() < GROUP_PROBABILITY:  # stand beside someone: people overlap people
+        hip_x = rng.uniform(*style.hip_x_range) * width
+        if style.hip_y_range is not None:
+            hip_y = rng.uniform(*style.hip_y_range) * height
+        elif person_height < height:
+            hip_y = rng.uniform(0.15, 0.95) * height
+        else:
+            hip_y = rng.uniform(0.35, 0.85) * height
+        if layers and rng.random() < style.group_probability:  # stand beside someone: people overlap people
             friend = layers[rng.integers(len(layers))].painter.placement
             person_height = friend.pixels_per_unit * rng.uniform(0.85, 1.15)
             hip_x = friend.hip_x + rng.normal(0, 0.22) * person_height
             hip_y = friend.hip_y + rng.normal(0, 0.04) * person_height
         body = build_body(sample_proportions(rng), sample_angles(rng))
-        yaw = rng.uniform(-np.pi, np.pi)
-        roll = np.radians(rng.normal(0, 8)) if rng.random() < 0.85 else np.radians(rng.uniform(-60, 60))
+        yaw = np.radians(rng.uniform(-style.max_yaw_degrees, style.max_yaw_degrees))
+        calm = rng.random() < 1.0 - style.wild_roll_probability
+        roll = np.radians(rng.normal(0, 8)) if calm else np.radians(rng.uniform(-60, 60))
         body = body.transformed(camera_rotation(yaw, np.radians(rng.uniform(-12, 12)), roll))
         placement = Placement(pixels_per_unit=person_height, hip_x=hip_x, hip_y=hip_y)
         depth = np.log(person_height) + rng.normal(0, 0.15)
         layers.append(SceneLayer(depth, painter=PersonPainter(body, placement, sample_appearance(rng))))
     people = list(layers)
-    for _ in range(int(rng.choice([0, 1, 2, 3], p=[0.35, 0.35, 0.2, 0.1]))):
+    for _ in range(int(rng.choice(style.occluder_counts, p=style.occluder_weights))):
         target = people[rng.integers(len(people))].painter
         joint = target.keypoints_px[rng.integers(17)] if rng.random() < 0.75 else None
         size = target.scale * rng.uniform(0.15, 0.5)
@@ -100,9 +103,10 @@ def render_layers(
     height: int,
     width: int,
     background: NDArray[np.uint8] | None = None,
+    style: SceneStyle = STYLES["standard"],
 ) -> Scene:
     """Paint the layers far to near over a background, then label every person from what shows."""
-    image = draw_background(rng, height, width) if background is None else background.copy()
+    image = draw_background(rng, height, width, style) if background is None else background.copy()
     labels = np.zeros((height, width), np.int32)
     painters = [layer.painter for layer in layers if layer.painter is not None]
     slot_of = {id(p): i for i, p in enumerate(painters)}
@@ -194,8 +198,10 @@ def finish_photo(rng: np.random.Generator, image: NDArray[np.uint8]) -> NDArray[
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def render_scene(rng: np.random.Generator, height: int, width: int) -> Scene:
+def render_scene(
+    rng: np.random.Generator, height: int, width: int, style: SceneStyle = STYLES["standard"]
+) -> Scene:
     """A complete random picture with its people's labels."""
-    scene = render_layers(rng, sample_layers(rng, height, width), height, width)
+    scene = render_layers(rng, sample_layers(rng, height, width, style), height, width, style=style)
     scene.image = finish_photo(rng, scene.image)
     return scene

@@ -13,11 +13,13 @@ import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from components.data.synthetic.scene import render_scene
+from components.data.synthetic.style import scene_style
 from components.keypoints import PERSON_CATEGORY
 
 SPLIT_CODES = {"train": 0, "val": 1}
@@ -25,6 +27,7 @@ IMAGE_ID_STRIDE = 10_000_000  # val image ids start here, so ids stay unique acr
 MAX_PEOPLE_PER_IMAGE = 100  # annotation id = image id * 100 + slot
 JPEG_QUALITY = 92
 POOL_THRESHOLD = 48  # fewer images than this are not worth starting processes for
+SYNTHETIC_DESCRIPTION = "trs-pose synthetic people"
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,19 @@ class _ImageJob:
     seed: int
     height: int
     width: int
+    style: str
+
+
+def synthesis_info(seed: int, style: str, image_size: tuple[int, int], images: int) -> dict[str, Any]:
+    """The `info` block of a synthetic annotation file: what it was drawn with, to tell a stale set."""
+    return {
+        "description": SYNTHETIC_DESCRIPTION,
+        "version": "1",
+        "seed": int(seed),
+        "style": style,
+        "image_size": [int(v) for v in image_size],
+        "images": int(images),
+    }
 
 
 def image_id_for(split: str, index: int) -> int:
@@ -66,7 +82,7 @@ def _write_new_file(path: Path, payload: bytes) -> None:
 def _make_image(job: _ImageJob) -> tuple[dict, list[dict]]:
     """Render, save and label one picture; returns its COCO image record and annotations."""
     rng = np.random.default_rng([job.seed, SPLIT_CODES[job.split], job.index])
-    scene = render_scene(rng, job.height, job.width)
+    scene = render_scene(rng, job.height, job.width, scene_style(job.style))
     image_id = image_id_for(job.split, job.index)
     file_name = f"{image_id:012d}.jpg"
     _write_new_file(Path(job.out_dir) / job.split / file_name, _encode_jpeg(scene.image))
@@ -120,11 +136,14 @@ def generate_dataset(
     image_size: tuple[int, int] = (256, 320),
     workers: int | None = None,
     progress: Callable[[str, int], None] | None = None,
+    style: str = "standard",
 ) -> SynthesisSummary:
     """Write out_dir/annotations/person_keypoints_{train,val}.json and JPEGs under out_dir/{train,val}/.
 
-    `progress(split, n)` is called after each finished image (for a progress bar).
+    `style` names a SceneStyle (see style.py). `progress(split, n)` is called after each finished
+    image (for a progress bar).
     """
+    scene_style(style)
     height, width = (int(v) for v in image_size)
     if num_train < 0 or num_val < 0 or max(num_train, num_val) >= IMAGE_ID_STRIDE:
         raise ValueError(f"image counts must lie in [0, {IMAGE_ID_STRIDE}), got train={num_train} val={num_val}")
@@ -139,7 +158,7 @@ def generate_dataset(
     for split, count in counts.items():
         (root / split).mkdir(exist_ok=True)
         _remove_stale_images(root / split, {f"{image_id_for(split, i):012d}.jpg" for i in range(count)})
-        jobs = [_ImageJob(str(root), split, i, seed, height, width) for i in range(count)]
+        jobs = [_ImageJob(str(root), split, i, seed, height, width, style) for i in range(count)]
         images, annotations = [], []
         for record, anns in _run_jobs(jobs, workers):
             images.append(record)
@@ -147,7 +166,7 @@ def generate_dataset(
             if progress is not None:
                 progress(split, 1)
         dataset = {
-            "info": {"description": "trs-pose synthetic people", "version": "1", "seed": seed},
+            "info": synthesis_info(seed, style, (height, width), count),
             "licenses": [],
             "images": images,
             "annotations": annotations,
