@@ -39,8 +39,9 @@ def build_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch
         {"params": decayed, "weight_decay": cfg.weight_decay},
         {"params": undecayed, "weight_decay": 0.0},
     ]
+    # foreach: one fused kernel per op over all tensors; torch picks it only on CUDA by default
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(groups, lr=cfg.lr)
+        return torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)
     if cfg.optimizer == "adam":
-        return torch.optim.Adam(groups, lr=cfg.lr)
-    return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
+        return torch.optim.Adam(groups, lr=cfg.lr, foreach=True)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True, foreach=True)
