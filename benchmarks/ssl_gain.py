@@ -18,8 +18,9 @@ benchmark continues where it stopped. Prints a markdown table of AP mean and spr
 
     python benchmarks/ssl_gain.py                                  # the CPU budget of docs/benchmarks.md
     python benchmarks/ssl_gain.py --iterations 20 --images 60 --val-images 10 --seeds 0   # smoke
-    python benchmarks/ssl_gain.py --config configs/coco_1k.yaml --style standard --images 4000 \
-        --input 256x192 --backbone resnet18 --iterations 3000 --batch 32 --unlabeled-batch 32 --device cuda
+    python benchmarks/ssl_gain.py --work-dir runs/bench/ssl_gain_gpu --style standard --images 4000 \
+        --val-images 500 --input 256x192 --backbone resnet18 --iterations 3000 --batch 32 \
+        --unlabeled-batch 32 --device cuda --workers 8 --set input.heatmap_stride=4   # a GPU budget
 """
 
 from __future__ import annotations
@@ -65,6 +66,16 @@ def ensure_data(root: Path, args: argparse.Namespace) -> None:
     )
 
 
+def synthetic_provenance(args: argparse.Namespace) -> list[str]:
+    """The data.synthetic settings `ensure_data` drew with, so each split's manifest records them."""
+    height, width = parse_size(args.image_size)
+    return [
+        f"data.synthetic.num_train_images={args.images}", f"data.synthetic.num_val_images={args.val_images}",
+        f"data.synthetic.seed={args.data_seed}", f"data.synthetic.image_size=[{height}, {width}]",
+        f"data.synthetic.style={args.style}",
+    ]
+
+
 def labeled_image_count(ann_file: Path) -> int:
     coco = json.loads(ann_file.read_text())
     return len({a["image_id"] for a in coco["annotations"] if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd")})
@@ -94,6 +105,7 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace, data_root: Pa
     val_ann, val_images = coco_layout(data_root, "val")
     overrides = [
         f"data.root={data_root}", f"data.split_seed={seed}", f"data.holdout_labeled={args.holdout}",
+        *synthetic_provenance(args),
         f"input.image_size=[{args.input_size[0]}, {args.input_size[1]}]", f"model.backbone={args.backbone}",
         f"train.iterations={args.iterations}", f"train.batch_size={args.batch}",
         f"train.unlabeled_batch_size={args.unlabeled_batch}", f"train.seed={seed}", f"train.device={args.device}",

@@ -37,6 +37,11 @@ def test_toy_benchmark_scores_each_variant_caches_it_and_refuses_other_settings(
     for variant, runs in stored["runs"].items():
         assert set(runs) == {"0"}, variant
         assert 0.0 <= runs["0"]["AP"] <= 1.0 and runs["0"]["train_minutes"] > 0
+    manifest = json.loads((work / "splits" / "frac0.3-seed0" / "manifest.json").read_text())
+    assert manifest["data_config"]["synthetic"] == {
+        "num_train_images": 10, "num_val_images": 3, "seed": 0, "image_size": [96, 128], "style": "easy"
+    }
+    assert manifest["counts"]["labeled"]["images"] == 3 and manifest["counts"]["holdout"]["images"] == 2
     rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
     assert [row.split("|")[1].strip() for row in rows] == variants.split(",")
     assert (tmp_path / "t.md").read_text().strip() == table.strip()
