@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from components.config import ExperimentConfig, load_config  # noqa: E402
+from components.data.prepare import synthesise_if_missing  # noqa: E402
 from components.data.split import coco_layout, make_split  # noqa: E402
 
 VARIANTS: dict[str, list[str]] = {
@@ -55,25 +56,21 @@ def parse_size(text: str) -> tuple[int, int]:
     return height, width
 
 
-def ensure_data(root: Path, args: argparse.Namespace) -> None:
-    if (root / "annotations" / "person_keypoints_train.json").is_file():
-        return
-    from components.data.synthetic import generate_dataset
-
-    print(f"generating {args.images} + {args.val_images} synthetic images into {root}", flush=True)
-    generate_dataset(
-        root, args.images, args.val_images, seed=args.data_seed, image_size=parse_size(args.image_size), style=args.style
-    )
-
-
-def synthetic_provenance(args: argparse.Namespace) -> list[str]:
-    """The data.synthetic settings `ensure_data` drew with, so each split's manifest records them."""
+def data_overrides(args: argparse.Namespace, data_root: Path) -> list[str]:
+    """data.root and data.synthetic as the flags ask, so the draw and every split's manifest agree."""
     height, width = parse_size(args.image_size)
     return [
-        f"data.synthetic.num_train_images={args.images}", f"data.synthetic.num_val_images={args.val_images}",
-        f"data.synthetic.seed={args.data_seed}", f"data.synthetic.image_size=[{height}, {width}]",
-        f"data.synthetic.style={args.style}",
+        f"data.root={data_root}", f"data.synthetic.num_train_images={args.images}",
+        f"data.synthetic.num_val_images={args.val_images}", f"data.synthetic.seed={args.data_seed}",
+        f"data.synthetic.image_size=[{height}, {width}]", f"data.synthetic.style={args.style}",
     ]
+
+
+def ensure_data(data_root: Path, args: argparse.Namespace) -> None:
+    """Draw the synthetic set unless data_root already holds one drawn with these settings."""
+    data_cfg = load_config(args.config, data_overrides(args, data_root)).data
+    if synthesise_if_missing(data_cfg):
+        print(f"drew {args.images} + {args.val_images} synthetic images into {data_root}", flush=True)
 
 
 def labeled_image_count(ann_file: Path) -> int:
@@ -104,8 +101,7 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace, data_root: Pa
     train_ann, train_images = coco_layout(data_root, "train")
     val_ann, val_images = coco_layout(data_root, "val")
     overrides = [
-        f"data.root={data_root}", f"data.split_seed={seed}", f"data.holdout_labeled={args.holdout}",
-        *synthetic_provenance(args),
+        *data_overrides(args, data_root), f"data.split_seed={seed}", f"data.holdout_labeled={args.holdout}",
         f"input.image_size=[{args.input_size[0]}, {args.input_size[1]}]", f"model.backbone={args.backbone}",
         f"train.iterations={args.iterations}", f"train.batch_size={args.batch}",
         f"train.unlabeled_batch_size={args.unlabeled_batch}", f"train.seed={seed}", f"train.device={args.device}",

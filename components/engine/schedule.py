@@ -39,7 +39,7 @@ def build_optimizer(params: list[torch.nn.Parameter], cfg: TrainConfig) -> torch
         {"params": decayed, "weight_decay": cfg.weight_decay},
         {"params": undecayed, "weight_decay": 0.0},
     ]
-    # foreach: one fused kernel per op over all tensors; torch picks it only on CUDA by default
+    # foreach: one multi-tensor op per update over all parameters; torch picks it only on CUDA by default
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=cfg.lr, foreach=True)
     if cfg.optimizer == "adam":
