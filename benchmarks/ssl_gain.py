@@ -3,6 +3,7 @@
 Same data, same iterations, same network for every variant; only the method switches differ:
 
     supervised           labeled crops only (the floor)
+    supervised_mfl       supervised with the MFL heads on the labels: how much of TRS's lead is deep supervision
     mean_teacher         + EMA-teacher consistency on unlabeled crops (PoseCons-style)
     trs                  + reviewer + Multi-level Feature Learning + Keypoint-Mix
     trs_no_reviewer      trs without the reviewer
@@ -16,7 +17,13 @@ schedule's warm-ups, ramp-up and reviewer interval scale with --iterations unles
 otherwise. Finished runs are cached in WORK_DIR/results.json and checkpoints resume, so a killed
 benchmark continues where it stopped. Prints a markdown table of AP mean and spread.
 
-    python benchmarks/ssl_gain.py                                  # the CPU budget of docs/benchmarks.md
+With --jobs N the runs go to N child processes of --threads torch threads each (default: the
+cores shared out); only this process writes results.json. Small networks use many threads
+poorly, so on a CPU several narrow runs side by side beat one wide run after another (on 2 cores,
+two 1-thread TRS iterations side by side took 0.57 s against 0.33-0.38 s for one 2-thread
+iteration: 15-30% more runs per hour; docs/benchmarks.md).
+
+    python benchmarks/ssl_gain.py --jobs 2                         # the CPU budget of docs/benchmarks.md
     python benchmarks/ssl_gain.py --iterations 20 --images 60 --val-images 10 --seeds 0   # smoke
     python benchmarks/ssl_gain.py --work-dir runs/bench/ssl_gain_gpu --style standard --images 4000 \
         --val-images 500 --input 256x192 --backbone resnet18 --iterations 3000 --batch 32 \
@@ -27,19 +34,24 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from components.config import ExperimentConfig, load_config  # noqa: E402
 from components.data.prepare import synthesise_if_missing  # noqa: E402
-from components.data.split import coco_layout, make_split  # noqa: E402
+from components.data.split import coco_layout, make_split, sha256_file  # noqa: E402
 
 VARIANTS: dict[str, list[str]] = {
     "supervised": ["train.method=supervised"],
+    "supervised_mfl": ["train.method=supervised", "train.mfl.in_baselines=true"],
     "mean_teacher": ["train.method=mean_teacher"],
     "trs": ["train.method=trs"],
     "trs_no_reviewer": ["train.method=trs", "train.reviewer.enabled=false"],
@@ -48,6 +60,7 @@ VARIANTS: dict[str, list[str]] = {
     "supervised_full": ["train.method=supervised"],
 }
 METRICS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
+PER_RUN_FLAGS = ("--seeds", "--variants", "--jobs", "--threads", "--markdown-out", "--one-run-out")
 CPU_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "ssl_gain_cpu.yaml"
 
 
@@ -123,6 +136,61 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace, data_root: Pa
     return {**{k: float(metrics[k]) for k in METRICS}, "train_minutes": (time.perf_counter() - started) / 60}
 
 
+def shared_argv(argv: list[str]) -> list[str]:
+    """The command line without the flags that pick runs or outputs: what every child repeats."""
+    kept, skip_value = [], False
+    for token in argv:
+        if skip_value:
+            skip_value = False
+            continue
+        if token.split("=", 1)[0] in PER_RUN_FLAGS:
+            skip_value = "=" not in token
+            continue
+        kept.append(token)
+    return kept
+
+
+def run_child(variant: str, seed: int, argv: list[str], work: Path, threads: int) -> dict[str, float]:
+    """One run in a fresh interpreter with `threads` torch threads; its log goes to WORK_DIR/logs."""
+    logs = work / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log, out = logs / f"{variant}-seed{seed}.log", logs / f"{variant}-seed{seed}.json"
+    out.unlink(missing_ok=True)
+    command = [
+        sys.executable, str(Path(__file__).resolve()), *argv, "--no-progress",
+        "--seeds", str(seed), "--variants", variant, "--one-run-out", str(out),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with log.open("w") as sink:
+        code = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, env=env, check=False).returncode
+    if code != 0 or not out.is_file():
+        raise RuntimeError(f"{variant} seed {seed} failed (exit code {code}); see {log}")
+    return json.loads(out.read_text())
+
+
+def run_in_children(
+    pending: list[tuple[str, int]],
+    argv: list[str],
+    args: argparse.Namespace,
+    work: Path,
+    record: Callable[[str, int, dict[str, float]], None],
+) -> None:
+    """Train `pending` (variant, seed) runs args.jobs at a time; a failed run costs only itself."""
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.jobs)
+    failures = []
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(run_child, v, s, argv, work, threads): (v, s) for v, s in pending}
+        print(f"== {len(pending)} runs, {args.jobs} at a time, {threads} torch thread(s) each; logs in {work / 'logs'}", flush=True)
+        for future in as_completed(futures):
+            variant, seed = futures[future]
+            try:
+                record(variant, seed, future.result())
+            except RuntimeError as error:
+                failures.append(str(error))
+    if failures:
+        raise SystemExit("\n".join(failures))
+
+
 def summarise(results: dict[str, dict[str, dict[str, float]]], variants: list[str], args: argparse.Namespace) -> str:
     def mean_std(values: list[float]) -> tuple[float, float]:
         return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
@@ -153,7 +221,7 @@ def summarise(results: dict[str, dict[str, dict[str, float]]], variants: list[st
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
     parser.add_argument("--work-dir", default="runs/bench/ssl_gain", help="data, splits, checkpoints and results.json")
     parser.add_argument("--config", default=str(CPU_RECIPE), help="Experiment YAML underneath the benchmark's settings.")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="Config override, applied last.")
@@ -178,7 +246,12 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--markdown-out", default=None, help="also write the table here")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained side by side, each in a child process")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per child (default: cores / jobs)")
+    parser.add_argument("--one-run-out", default=None, help=argparse.SUPPRESS)  # a child's metrics file
     args = parser.parse_args(argv)
+    if args.jobs < 1 or (args.threads is not None and args.threads < 1):
+        parser.error("--jobs and --threads must be at least 1")
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
     unknown = sorted(set(variants) - set(VARIANTS))
@@ -188,22 +261,35 @@ def main(argv: list[str] | None = None) -> str:
     work = Path(args.work_dir).resolve()
     data_root = work / "data"
     ensure_data(data_root, args)
+    if args.one_run_out:  # a child of --jobs: one run, reported to the parent, no results.json
+        metrics = run_variant(variants[0], seeds[0], args, data_root, work)
+        Path(args.one_run_out).write_text(json.dumps(metrics))
+        return ""
     results_file = work / "results.json"
-    settings = {k: v for k, v in vars(args).items() if k not in ("seeds", "variants", "no_progress", "markdown_out", "workers", "device", "work_dir")}
+    not_settings = ("seeds", "variants", "no_progress", "markdown_out", "workers", "device", "work_dir", "jobs", "threads", "one_run_out")
+    settings = {k: v for k, v in vars(args).items() if k not in not_settings}
+    settings["config_sha256"] = sha256_file(args.config)  # an edited recipe is other settings too
     settings = json.loads(json.dumps(settings))
     stored = json.loads(results_file.read_text()) if results_file.is_file() else {"settings": settings, "runs": {}}
     if stored["settings"] != settings:
         changed = sorted(k for k in settings if stored["settings"].get(k) != settings[k])
         parser.error(f"{work} holds runs made with other settings ({', '.join(changed)}); use another --work-dir")
     results: dict[str, dict[str, dict[str, float]]] = stored["runs"]
-    for seed in seeds:
-        for variant in variants:
-            if str(seed) in results.get(variant, {}):
-                continue
+
+    def record(variant: str, seed: int, metrics: dict[str, float]) -> None:
+        results.setdefault(variant, {})[str(seed)] = metrics
+        partial = results_file.with_name(results_file.name + ".partial")
+        partial.write_text(json.dumps({"settings": settings, "runs": results}, indent=1))
+        partial.replace(results_file)  # a kill mid-write leaves the previous results whole
+        print(f"   {variant} seed {seed}: AP {100 * metrics['AP']:.1f}", flush=True)
+
+    pending = [(v, s) for s in seeds for v in variants if str(s) not in results.get(v, {})]
+    if args.jobs == 1:
+        for variant, seed in pending:
             print(f"== {variant} seed {seed}", flush=True)
-            results.setdefault(variant, {})[str(seed)] = run_variant(variant, seed, args, data_root, work)
-            results_file.write_text(json.dumps({"settings": settings, "runs": results}, indent=1))
-            print(f"   AP {100 * results[variant][str(seed)]['AP']:.1f}", flush=True)
+            record(variant, seed, run_variant(variant, seed, args, data_root, work))
+    else:
+        run_in_children(pending, shared_argv(argv if argv is not None else sys.argv[1:]), args, work, record)
     table = summarise({v: {s: r for s, r in results.get(v, {}).items() if int(s) in seeds} for v in variants}, variants, args)
     print(table)
     if args.markdown_out:

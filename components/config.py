@@ -68,7 +68,11 @@ class InputConfig(Section):
 
 
 class AugmentConfig(Section):
-    """Random affine and photometric ranges; `easy_*` for the teacher's view, the rest for hard."""
+    """Random affine and photometric ranges: labeled crops and hard views, `easy_*` for the teacher's view.
+
+    `hard_*` give the unlabeled hard view its own affine strength (None: the labeled crops'), so a
+    recipe can keep labeled augmentation mild and still ask the student for real invariance.
+    """
 
     flip: bool = True
     scale_factor: float = Field(0.35, ge=0.0)
@@ -80,6 +84,17 @@ class AugmentConfig(Section):
     color_jitter: float = Field(0.4, ge=0.0)
     noise_std: float = Field(0.05, ge=0.0)
     blur_prob: float = Field(0.3, ge=0.0, le=1.0)  # hard view only
+    hard_scale_factor: float | None = Field(None, ge=0.0)
+    hard_rotation: float | None = Field(None, ge=0.0)
+    hard_rotation_prob: float | None = Field(None, ge=0.0, le=1.0)
+
+    def hard_affine_ranges(self) -> tuple[float, float, float]:
+        """(scale_factor, rotation, rotation_prob) of the hard view, falling back to the labeled crops'."""
+        return (
+            self.scale_factor if self.hard_scale_factor is None else self.hard_scale_factor,
+            self.rotation if self.hard_rotation is None else self.hard_rotation,
+            self.rotation_prob if self.hard_rotation_prob is None else self.hard_rotation_prob,
+        )
 
 
 class ModelConfig(Section):
@@ -117,6 +132,7 @@ class ConsistencyConfig(Section):
 class MFLConfig(Section):
     enabled: bool = True
     weights: tuple[float, ...] = (0.5, 0.25, 0.125)  # one per ModelConfig.mfl_strides entry
+    in_baselines: bool = False  # also deep-supervise supervised / mean_teacher: separates MFL's gain from the unlabeled data's
 
 
 class KeypointMixConfig(Section):

@@ -106,6 +106,23 @@ def test_hard_view_is_photometrically_perturbed(tmp_path: Path) -> None:
     assert (item["hard"] - item["easy"]).abs().mean() > 0.05
 
 
+def test_hard_view_affine_can_be_stronger_than_the_labeled_crops(tmp_path: Path) -> None:
+    ann_file = write_coco(tmp_path, [{"bbox": BOX, "keypoints": {0: (165, 60, 2), 15: (160, 190, 2)}}], dot=DOT)
+    mild = dict(scale_factor=0.0, rotation=0.0, half_body_prob=0.0, easy_scale_factor=0.0, easy_rotation=0.0)
+    cfg = small_config(**mild, hard_rotation=30.0, hard_rotation_prob=1.0, hard_scale_factor=0.3)
+    labeled = LabeledPoseDataset(ann_file, tmp_path / "img", cfg)
+    pairs = UnlabeledPairDataset(ann_file, tmp_path / "img", cfg)
+    rng = np.random.default_rng(0)
+    hard_views = [pairs.sample_views(pairs.records[0], rng)[2] for _ in range(50)]
+    assert max(abs(v.rotation) for v in hard_views) > 20.0 and min(abs(v.rotation) for v in hard_views) > 0.0
+    zooms = [v.scale[1] / pairs.base_view(pairs.records[0]).scale[1] for v in hard_views]
+    assert max(zooms) > 1.2 and min(zooms) < 0.8
+    labeled_views = [labeled.sample_view(labeled.records[0], rng) for _ in range(50)]
+    assert all(v.rotation == 0.0 for v in labeled_views)
+    assert cfg.augment.hard_affine_ranges() == (0.3, 30.0, 1.0)
+    assert small_config(**mild).augment.hard_affine_ranges() == (0.0, 0.0, 0.6)
+
+
 def test_flip_swaps_left_and_right_channels_with_the_image(tmp_path: Path) -> None:
     ann_file = write_coco(tmp_path, [{"bbox": BOX, "keypoints": {LEFT_WRIST: (*DOT, 2)}}], dot=DOT)
     cfg = small_config(half_body_prob=0.0, flip=True)

@@ -47,6 +47,8 @@ def test_baselines_are_built_without_mfl_parameters():
         plain = build_model(cfg)
         assert len(plain.aux_heads) == 0
         assert sum(p.numel() for p in plain.parameters()) < sum(p.numel() for p in trs.parameters())
+    deep = build_model(load_config(None, overrides + ["train.method=supervised", "train.mfl.in_baselines=true"]))
+    assert deep.mfl_strides == trs.mfl_strides and len(deep.aux_heads) == len(trs.aux_heads)
 
 
 def test_wrong_deconv_count_and_unknown_mfl_stride_are_config_errors():

@@ -114,6 +114,16 @@ def test_ablation_switches_remove_their_terms():
     assert fused["cons_reviewer"] == 0 and fused["cons_teacher"] > 0
 
 
+@pytest.mark.parametrize("method", ["supervised", "mean_teacher"])
+def test_mfl_in_baselines_adds_the_deep_supervision_terms_and_nothing_else(method):
+    base = [f"train.method={method}", "train.consistency.confidence_threshold=0.0"]
+    plain, deep = run_once(config(*base)), run_once(config(*base, "train.mfl.in_baselines=true"))
+    assert plain["sup_mfl"] == 0 and deep["sup_mfl"] > 0
+    assert "cons_reviewer" not in deep or deep["cons_reviewer"] == 0
+    if method == "mean_teacher":
+        assert plain["cons_mfl"] == 0 and deep["cons_mfl"] > 0
+
+
 def test_keypoint_mix_runs_on_hard_views_only_when_enabled(monkeypatch):
     calls = []
     real = objective.keypoint_mix

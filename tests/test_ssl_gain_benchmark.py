@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "ssl_gain.py"
 
@@ -29,7 +30,7 @@ TOY = [
 def test_toy_benchmark_scores_each_variant_caches_it_and_refuses_other_settings(tmp_path: Path):
     ssl_gain = _load_benchmark()
     work = tmp_path / "bench"
-    variants = "supervised,trs,supervised_full"
+    variants = "supervised,supervised_mfl,trs,supervised_full"
     table = ssl_gain.main(["--work-dir", str(work), "--variants", variants, "--markdown-out", str(tmp_path / "t.md"), *TOY])
 
     stored = json.loads((work / "results.json").read_text())
@@ -53,3 +54,48 @@ def test_toy_benchmark_scores_each_variant_caches_it_and_refuses_other_settings(
 
     with pytest.raises(SystemExit):
         ssl_gain.main(["--work-dir", str(work), "--variants", "supervised", *TOY, "--iterations", "5"])
+
+
+@pytest.mark.slow
+def test_an_edited_recipe_does_not_reuse_cached_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    ssl_gain = _load_benchmark()
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(Path(ssl_gain.CPU_RECIPE).read_text())
+    command = ["--work-dir", str(tmp_path / "bench"), "--variants", "supervised", "--config", str(recipe), *TOY]
+    ssl_gain.main(command)
+    recipe.write_text(recipe.read_text().replace("lr: 0.006", "lr: 0.003"))
+    with pytest.raises(SystemExit):
+        ssl_gain.main(command)
+    assert "other settings (config_sha256)" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_jobs_train_in_child_processes_and_match_in_process_runs(tmp_path: Path):
+    ssl_gain = _load_benchmark()
+    variants = "supervised,trs"
+    children = tmp_path / "children"
+    ssl_gain.main(["--work-dir", str(children), "--variants", variants, "--jobs", "2", "--threads", "1", *TOY])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        ssl_gain.main(["--work-dir", str(tmp_path / "serial"), "--variants", variants, *TOY])
+    finally:
+        torch.set_num_threads(threads)
+
+    in_children = json.loads((children / "results.json").read_text())["runs"]
+    in_process = json.loads((tmp_path / "serial" / "results.json").read_text())["runs"]
+    for variant in variants.split(","):
+        assert {k: v for k, v in in_children[variant]["0"].items() if k != "train_minutes"} == {
+            k: v for k, v in in_process[variant]["0"].items() if k != "train_minutes"
+        }, variant
+        assert (children / "logs" / f"{variant}-seed0.log").is_file()
+
+
+@pytest.mark.slow
+def test_a_failed_child_names_its_log_and_stores_nothing(tmp_path: Path):
+    ssl_gain = _load_benchmark()
+    work = tmp_path / "bench"
+    with pytest.raises(SystemExit, match=r"supervised seed 0 failed \(exit code [1-9]\d*\); see .*supervised-seed0\.log"):
+        ssl_gain.main(["--work-dir", str(work), "--variants", "supervised", "--jobs", "2", *TOY, "--set", "train.no_such_field=1"])
+    assert "no_such_field" in (work / "logs" / "supervised-seed0.log").read_text()
+    assert not (work / "results.json").exists()

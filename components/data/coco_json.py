@@ -209,7 +209,7 @@ class CocoWriter:
     def close(self) -> Path:
         for spool in self._spools.values():
             spool.close()
-        partial = self.path.with_name(self.path.name + ".partial")
+        partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.partial")  # concurrent writers of one file do not collide
         try:
             with open(partial, "w", encoding="utf-8") as out:
                 out.write("{")

@@ -147,7 +147,7 @@ class UnlabeledPairDataset(PersonCropDataset):
         aug = self.augment_cfg
         base = self.base_view(record)
         easy = sample_view(base, rng, aug.easy_scale_factor, aug.easy_rotation)
-        hard = sample_view(base, rng, aug.scale_factor, aug.rotation, aug.rotation_prob, 0.5 if aug.flip else 0.0)
+        hard = sample_view(base, rng, *aug.hard_affine_ranges(), 0.5 if aug.flip else 0.0)
         return base, easy, hard
 
     def __getitem__(self, index: int) -> Item:

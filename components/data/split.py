@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from contextlib import ExitStack
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -213,7 +214,7 @@ def _write_manifest(
         "inputs": {name: {"path": str(path), "sha256": sha256_file(path)} for name, path in inputs.items()},
         "outputs": {name: {"path": str(path), "sha256": sha256_file(path)} for name, path in outputs.items()},
     }
-    partial = split.manifest.with_name(split.manifest.name + ".partial")
+    partial = split.manifest.with_name(f"{split.manifest.name}.{os.getpid()}.partial")
     partial.write_text(json.dumps(manifest, indent=1))
     partial.replace(split.manifest)
 

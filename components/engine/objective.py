@@ -9,6 +9,8 @@
   switch its components off for the ablations. With train.reviewer.fuse_by_confidence the teacher
   and reviewer targets are fused per keypoint (the more confident wins) into the one teacher term,
   and the separate reviewer term is dropped.
+- train.mfl.in_baselines gives `supervised` and `mean_teacher` the MFL terms too, so an ablation can
+  tell the gain of deep supervision on labels from the gain of the unlabeled data.
 
 With train.consistency.burn_in_iters the semi-supervised methods start with that many labeled-only
 iterations (Unbiased Teacher's burn-in): the EMA teacher of a random student has nothing to teach,
@@ -33,6 +35,7 @@ from components.engine.keypoint_mix import keypoint_mix
 from components.engine.losses import consistency_loss, heatmap_mse, rampup
 from components.engine.pseudo_labels import heatmap_peaks, warp_heatmaps
 from components.engine.reviewer import Reviewer
+from components.models import uses_mfl
 
 METHODS = ("supervised", "mean_teacher", "trs")
 
@@ -48,7 +51,7 @@ def _require(batch: Mapping[str, torch.Tensor], keys: tuple[str, ...], name: str
 
 
 def _mfl_weights(cfg: ExperimentConfig, num_aux: int) -> tuple[float, ...]:
-    if cfg.train.method != "trs" or not cfg.train.mfl.enabled or num_aux == 0:
+    if not uses_mfl(cfg) or num_aux == 0:
         return ()
     weights = tuple(cfg.train.mfl.weights)
     if len(weights) != num_aux:

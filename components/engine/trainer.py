@@ -152,7 +152,7 @@ class HoldoutScorer:
 RESUME_MUST_MATCH = (
     ("model",), ("input",), ("train", "method"), ("train", "seed"), ("train", "batch_size"),
     ("train", "unlabeled_batch_size"), ("train", "reviewer", "enabled"), ("train", "reviewer", "mode"),
-    ("train", "mfl", "enabled"),
+    ("train", "mfl", "enabled"), ("train", "mfl", "in_baselines"),
 )
 
 

@@ -131,8 +131,8 @@ def build_pose_net(
 
 
 def uses_mfl(cfg: ExperimentConfig) -> bool:
-    """MFL heads belong to TRS; the supervised and mean-teacher baselines train the plain network."""
-    return cfg.train.method == "trs" and cfg.train.mfl.enabled
+    """MFL heads belong to TRS; the baselines train the plain network unless train.mfl.in_baselines."""
+    return cfg.train.mfl.enabled and (cfg.train.method == "trs" or cfg.train.mfl.in_baselines)
 
 
 def build_model(cfg: ExperimentConfig, num_keypoints: int = NUM_KEYPOINTS) -> PoseNet:
