@@ -19,9 +19,8 @@ benchmark continues where it stopped. Prints a markdown table of AP mean and spr
 
 With --jobs N the runs go to N child processes of --threads torch threads each (default: the
 cores shared out); only this process writes results.json. Small networks use many threads
-poorly, so on a CPU several narrow runs side by side beat one wide run after another (on 2 cores,
-two 1-thread TRS iterations side by side took 0.57 s against 0.33-0.38 s for one 2-thread
-iteration: 15-30% more runs per hour; docs/benchmarks.md).
+poorly, so on a CPU several narrow runs side by side can beat one wide run after another (on 2
+cores a TRS iteration took 0.57 s with 1 thread and 0.33-0.38 s with 2; docs/benchmarks.md).
 
     python benchmarks/ssl_gain.py --jobs 2                         # the CPU budget of docs/benchmarks.md
     python benchmarks/ssl_gain.py --iterations 20 --images 60 --val-images 10 --seeds 0   # smoke
