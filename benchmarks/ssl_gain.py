@@ -44,6 +44,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from components.atomic_files import write_atomically  # noqa: E402
 from components.config import ExperimentConfig, load_config  # noqa: E402
 from components.data.prepare import synthesise_if_missing  # noqa: E402
 from components.data.split import coco_layout, make_split, sha256_file  # noqa: E402
@@ -59,7 +60,6 @@ VARIANTS: dict[str, list[str]] = {
     "supervised_full": ["train.method=supervised"],
 }
 METRICS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
-PER_RUN_FLAGS = ("--seeds", "--variants", "--jobs", "--threads", "--markdown-out", "--one-run-out")
 CPU_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "ssl_gain_cpu.yaml"
 
 
@@ -135,29 +135,19 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace, data_root: Pa
     return {**{k: float(metrics[k]) for k in METRICS}, "train_minutes": (time.perf_counter() - started) / 60}
 
 
-def shared_argv(argv: list[str]) -> list[str]:
-    """The command line without the flags that pick runs or outputs: what every child repeats."""
-    kept, skip_value = [], False
-    for token in argv:
-        if skip_value:
-            skip_value = False
-            continue
-        if token.split("=", 1)[0] in PER_RUN_FLAGS:
-            skip_value = "=" not in token
-            continue
-        kept.append(token)
-    return kept
-
-
 def run_child(variant: str, seed: int, argv: list[str], work: Path, threads: int) -> dict[str, float]:
-    """One run in a fresh interpreter with `threads` torch threads; its log goes to WORK_DIR/logs."""
+    """One run in a fresh interpreter with `threads` torch threads; its log goes to WORK_DIR/logs.
+
+    The child gets this command line with the run's own flags appended: argparse keeps the last
+    value of a repeated flag, so they replace the parent's --seeds, --variants and --jobs.
+    """
     logs = work / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     log, out = logs / f"{variant}-seed{seed}.log", logs / f"{variant}-seed{seed}.json"
     out.unlink(missing_ok=True)
     command = [
         sys.executable, str(Path(__file__).resolve()), *argv, "--no-progress",
-        "--seeds", str(seed), "--variants", variant, "--one-run-out", str(out),
+        "--seeds", str(seed), "--variants", variant, "--jobs", "1", "--one-run-out", str(out),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with log.open("w") as sink:
@@ -220,7 +210,7 @@ def summarise(results: dict[str, dict[str, dict[str, float]]], variants: list[st
 
 
 def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], allow_abbrev=False)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work-dir", default="runs/bench/ssl_gain", help="data, splits, checkpoints and results.json")
     parser.add_argument("--config", default=str(CPU_RECIPE), help="Experiment YAML underneath the benchmark's settings.")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="Config override, applied last.")
@@ -277,9 +267,7 @@ def main(argv: list[str] | None = None) -> str:
 
     def record(variant: str, seed: int, metrics: dict[str, float]) -> None:
         results.setdefault(variant, {})[str(seed)] = metrics
-        partial = results_file.with_name(results_file.name + ".partial")
-        partial.write_text(json.dumps({"settings": settings, "runs": results}, indent=1))
-        partial.replace(results_file)  # a kill mid-write leaves the previous results whole
+        write_atomically(results_file, json.dumps({"settings": settings, "runs": results}, indent=1))
         print(f"   {variant} seed {seed}: AP {100 * metrics['AP']:.1f}", flush=True)
 
     pending = [(v, s) for s in seeds for v in variants if str(s) not in results.get(v, {})]
@@ -288,7 +276,7 @@ def main(argv: list[str] | None = None) -> str:
             print(f"== {variant} seed {seed}", flush=True)
             record(variant, seed, run_variant(variant, seed, args, data_root, work))
     else:
-        run_in_children(pending, shared_argv(argv if argv is not None else sys.argv[1:]), args, work, record)
+        run_in_children(pending, argv if argv is not None else sys.argv[1:], args, work, record)
     table = summarise({v: {s: r for s, r in results.get(v, {}).items() if int(s) in seeds} for v in variants}, variants, args)
     print(table)
     if args.markdown_out:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from components import atomic_files
 from components.config import TrainConfig
 from components.engine import checkpoint as ckpt
 from components.engine.sampling import DataPosition, EpochIndexed, StreamBatchSampler
@@ -41,7 +42,7 @@ def test_latest_falls_back_to_newest_file_without_pointer(tmp_path: Path) -> Non
 def test_failed_write_leaves_previous_checkpoint_intact(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     good = ckpt.save_checkpoint(_state(1), tmp_path, 1)
 
-    monkeypatch.setattr(ckpt.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk full")))
+    monkeypatch.setattr(atomic_files.os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("disk full")))
     with pytest.raises(OSError):
         ckpt.save_checkpoint(_state(2), tmp_path, 2)
     assert ckpt.latest_checkpoint(tmp_path) == good

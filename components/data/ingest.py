@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.atomic_files import write_atomically
 from components.storage.s3 import S3Uri, download_file, is_s3_uri, iter_objects, s3_client
 
 RECORD_NAME = ".ingest.json"  # written last into an entry; its presence marks the entry complete
@@ -138,9 +139,7 @@ def _local_listing(source: Path, cache_dir: Path) -> list[SourceFile]:
                 content = _sha256(path)
                 index[key] = [stat.st_size, stat.st_mtime_ns, content]
             files.append(SourceFile(path.relative_to(source).as_posix(), stat.st_size, content, str(path)))
-    partial = index_path.with_name(f"{index_path.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(index))
-    partial.replace(index_path)
+    write_atomically(index_path, json.dumps(index))
     return files
 
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import hashlib
 from contextlib import ExitStack
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from components.atomic_files import write_atomically
 from components.config import DataConfig
 from components.data.coco_json import CocoWriter, iter_coco
 from components.keypoints import NUM_KEYPOINTS
@@ -214,9 +214,7 @@ def _write_manifest(
         "inputs": {name: {"path": str(path), "sha256": sha256_file(path)} for name, path in inputs.items()},
         "outputs": {name: {"path": str(path), "sha256": sha256_file(path)} for name, path in outputs.items()},
     }
-    partial = split.manifest.with_name(f"{split.manifest.name}.{os.getpid()}.partial")
-    partial.write_text(json.dumps(manifest, indent=1))
-    partial.replace(split.manifest)
+    write_atomically(split.manifest, json.dumps(manifest, indent=1))
 
 
 def read_split(split_dir: str | Path) -> SplitFiles:

@@ -10,14 +10,13 @@ load with `torch.load(weights_only=True)` and a checkpoint from elsewhere cannot
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from components.atomic_files import write_atomically
 from components.config import ExperimentConfig
 from components.storage.s3 import S3Uri, get_bytes, is_s3_uri, iter_objects, object_exists, put_bytes, s3_client
 
@@ -35,20 +34,6 @@ def _serialise(state: dict[str, Any]) -> bytes:
     return buffer.getvalue()
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-
-
 def save_checkpoint(state: dict[str, Any], location: str | Path, step: int, client: Any = None) -> str:
     """Write `state` as the checkpoint of `step` under `location` and point `latest` at it; returns its URI."""
     data = _serialise(state)
@@ -61,8 +46,8 @@ def save_checkpoint(state: dict[str, Any], location: str | Path, step: int, clie
         put_bytes(client, root.join(LATEST), name.encode())
         return str(target)
     root_dir = Path(location)
-    _write_atomically(root_dir / name, data)
-    _write_atomically(root_dir / LATEST, name.encode())
+    write_atomically(root_dir / name, data)
+    write_atomically(root_dir / LATEST, name.encode())
     return str(root_dir / name)
 
 
