@@ -125,6 +125,25 @@ def test_s3_prefix_without_objects_or_escaping_keys_fails(tmp_path: Path) -> Non
     assert [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith(".partial")] == []
 
 
+def test_interrupted_download_keeps_the_old_file_and_leaves_no_partial(tmp_path: Path) -> None:
+    from components.storage.s3 import S3Uri, download_file
+
+    class DropsMidway:
+        def download_file(self, bucket: str, key: str, filename: str) -> None:
+            Path(filename).write_bytes(b"half of the new")
+            raise ConnectionError("connection reset")
+
+    target = tmp_path / "model.pt"
+    target.write_bytes(b"the old file")
+    with pytest.raises(ConnectionError):
+        download_file(DropsMidway(), S3Uri("bucket", "model.pt"), target)
+    assert target.read_bytes() == b"the old file"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+    download_file(FakeS3({"model.pt": b"the new file"}), S3Uri("bucket", "model.pt"), target)
+    assert target.read_bytes() == b"the new file" and [p.name for p in tmp_path.iterdir()] == ["model.pt"]
+
+
 @pytest.mark.slow
 def test_ingest_from_real_seaweedfs_with_env_credentials(
     s3_server: Any, coco_mini: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

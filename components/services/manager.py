@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from components.atomic_files import write_atomically
 from components.services.mlflow_server import MLflowServer, mlflow_healthy
 from components.services.process import (
     LOOPBACK,
@@ -61,9 +62,7 @@ def _read_endpoints(state_dir: Path) -> dict[str, Any]:
 
 
 def _write_endpoints(state_dir: Path, endpoints: dict[str, Any]) -> None:
-    partial = state_dir / (ENDPOINTS_FILE + ".partial")
-    partial.write_text(json.dumps(endpoints, indent=2, sort_keys=True))
-    partial.replace(state_dir / ENDPOINTS_FILE)
+    write_atomically(state_dir / ENDPOINTS_FILE, json.dumps(endpoints, indent=2, sort_keys=True))
 
 
 def _ports_free(ports: list[int]) -> bool:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from components.atomic_files import write_atomically
+
 LOOPBACK = "127.0.0.1"
 _PR_SET_PDEATHSIG = 1
 
@@ -109,10 +111,7 @@ def read_pid(pid_file: Path) -> int | None:
 
 
 def write_pid(pid_file: Path, pid: int) -> None:
-    pid_file.parent.mkdir(parents=True, exist_ok=True)
-    partial = pid_file.with_name(pid_file.name + ".partial")
-    partial.write_text(f"{pid}\n")
-    partial.replace(pid_file)
+    write_atomically(pid_file, f"{pid}\n")
 
 
 def _group_alive(pgid: int) -> bool:
