@@ -206,6 +206,31 @@ def summarise(results: dict[str, dict[str, dict[str, float]]], variants: list[st
         delta = "" if floor_mean is None else f"{100 * (statistics.fmean(r['AP'] for r in runs) - floor_mean):+.1f}"
         minutes = statistics.fmean(r["train_minutes"] for r in runs)
         lines.append(f"| {variant} | {len(runs)} | {' | '.join(cells)} | {delta} | {minutes:.1f} |")
+    return "\n".join(lines + ["", per_seed_table(results, variants)])
+
+
+def _signed(points: float) -> str:
+    return f"{round(points, 1) + 0.0:+.1f}"  # + 0.0 turns a rounded -0.0 into 0.0
+
+
+def per_seed_table(results: dict[str, dict[str, dict[str, float]]], variants: list[str]) -> str:
+    """AP per seed and the paired difference to trs: the same seed draws the same labeled subset, so
+    the pairs remove the subset-to-subset spread that the mean ± std rows carry."""
+    seeds = sorted({int(s) for runs in results.values() for s in runs})
+    reference = results.get("trs", {})
+    header = ["variant", *(f"seed {s}" for s in seeds), "paired ΔAP vs trs (per seed)", "mean paired Δ"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for variant in variants:
+        runs = results.get(variant, {})
+        if not runs:
+            continue
+        cells = [f"{100 * runs[str(s)]['AP']:.1f}" if str(s) in runs else "" for s in seeds]
+        paired = [100 * (runs[str(s)]["AP"] - reference[str(s)]["AP"]) for s in seeds if str(s) in runs and str(s) in reference]
+        if variant == "trs" or not paired:
+            cells += ["", ""]
+        else:
+            cells += [" / ".join(_signed(d) for d in paired), _signed(statistics.fmean(paired))]
+        lines.append(f"| {variant} | {' | '.join(cells)} |")
     return "\n".join(lines)
 
 

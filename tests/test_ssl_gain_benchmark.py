@@ -26,6 +26,22 @@ TOY = [
 ]
 
 
+def test_per_seed_table_pairs_each_variant_with_trs_on_the_same_seed():
+    ssl_gain = _load_benchmark()
+
+    def runs(*aps: float | None) -> dict[str, dict[str, float]]:
+        return {str(seed): {"AP": ap} for seed, ap in enumerate(aps) if ap is not None}
+
+    results = {"trs": runs(0.40, 0.50, 0.45), "supervised": runs(0.35, 0.41, 0.44), "trs_no_mfl": runs(0.38, None, 0.47)}
+    table = ssl_gain.per_seed_table(results, ["supervised", "trs", "trs_no_mfl", "mean_teacher"])
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in table.splitlines()[2:]}
+    assert table.splitlines()[0] == "| variant | seed 0 | seed 1 | seed 2 | paired ΔAP vs trs (per seed) | mean paired Δ |"
+    assert rows["supervised"] == ["35.0", "41.0", "44.0", "-5.0 / -9.0 / -1.0", "-5.0"]
+    assert rows["trs"] == ["40.0", "50.0", "45.0", "", ""]
+    assert rows["trs_no_mfl"] == ["38.0", "", "47.0", "-2.0 / +2.0", "+0.0"]  # seed 1 missing: paired over 0 and 2
+    assert "mean_teacher" not in rows
+
+
 @pytest.mark.slow
 def test_toy_benchmark_scores_each_variant_caches_it_and_refuses_other_settings(tmp_path: Path):
     ssl_gain = _load_benchmark()
@@ -43,8 +59,10 @@ def test_toy_benchmark_scores_each_variant_caches_it_and_refuses_other_settings(
         "num_train_images": 10, "num_val_images": 3, "seed": 0, "image_size": [96, 128], "style": "easy"
     }
     assert manifest["counts"]["labeled"]["images"] == 3 and manifest["counts"]["holdout"]["images"] == 2
-    rows = [line for line in table.splitlines() if line.startswith("| ") and not line.startswith("| variant")]
-    assert [row.split("|")[1].strip() for row in rows] == variants.split(",")
+    caption, summary, per_seed = table.split("\n\n")
+    for section in (summary, per_seed):
+        rows = [line for line in section.splitlines()[2:]]
+        assert [row.split("|")[1].strip() for row in rows] == variants.split(",")
     assert (tmp_path / "t.md").read_text().strip() == table.strip()
 
     # a rerun with the same settings trains nothing (a run that trained would write new checkpoints)
