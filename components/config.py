@@ -140,6 +140,7 @@ class KeypointMixConfig(Section):
     prob: float = Field(0.5, ge=0.0, le=1.0)
     num_keypoints: int = Field(3, ge=1)
     patch_size: float = Field(0.12, gt=0.0, le=1.0)  # fraction of the crop height
+    start_iter: int = Field(0, ge=0)  # first iteration that mixes, e.g. after the consistency ramp-up
 
 
 class CheckpointConfig(Section):

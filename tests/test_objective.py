@@ -137,7 +137,10 @@ def test_keypoint_mix_runs_on_hard_views_only_when_enabled(monkeypatch):
     assert calls == [((B, 3, 64, 48), (B, 17, 2), (B, 17))]
     run_once(config("train.method=trs", "train.keypoint_mix.enabled=false"))
     run_once(config("train.method=mean_teacher"))
+    run_once(config("train.method=trs", "train.keypoint_mix.start_iter=6"))  # run_once is step 5
     assert len(calls) == 1
+    run_once(config("train.method=trs", "train.keypoint_mix.start_iter=5"))
+    assert len(calls) == 2
 
 
 def test_keypoint_mix_without_a_generator_is_an_error():

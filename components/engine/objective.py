@@ -121,7 +121,7 @@ def compute_losses(
     if semi:
         pseudo = pseudo_targets(teacher, reviewer if use_reviewer else None, unlabeled_batch, cfg)
         hard = unlabeled_batch["hard"]
-        if method == "trs" and train.keypoint_mix.enabled:
+        if method == "trs" and train.keypoint_mix.enabled and step >= train.keypoint_mix.start_iter:
             if generator is None:
                 raise ValueError("Keypoint-Mix needs the training loop's torch.Generator for determinism")
             tau = train.consistency.confidence_threshold
