@@ -3,25 +3,34 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
-def write_atomically(path: str | Path, data: bytes | str) -> None:
-    """Write `data` to a unique temporary file beside `path`, flush it to disk, then `os.replace` it in.
+@contextmanager
+def replaced_atomically(path: str | Path) -> Iterator[Path]:
+    """A fresh temporary path beside `path` for the caller to fill; on success it is `os.replace`d
+    onto `path`, on an error it is removed and `path` keeps its old content.
 
-    The temporary name is unique per call, so two processes writing the same file cannot interleave
-    into one temporary file; the last replace wins whole.
+    The name carries the pid and a random suffix, so two writers of the same file never share a
+    temporary file; the last replace wins whole. Nothing is created here, so the caller's writer
+    creates the file with the usual mode (the umask decides).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data.encode() if isinstance(data, str) else data)
-            file.flush()
-            os.fsync(file.fileno())
+        yield temporary
         os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_atomically(path: str | Path, data: bytes | str) -> None:
+    """Write `data` to `path` through `replaced_atomically`, flushed to disk before the replace."""
+    with replaced_atomically(path) as temporary, open(temporary, "xb") as file:
+        file.write(data.encode() if isinstance(data, str) else data)
+        file.flush()
+        os.fsync(file.fileno())

@@ -10,7 +10,6 @@ validator can name the record that carries them.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -18,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
+
+from components.atomic_files import replaced_atomically
 
 STREAMED_KEYS: frozenset[str] = frozenset({"images", "annotations"})
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
@@ -209,9 +210,8 @@ class CocoWriter:
     def close(self) -> Path:
         for spool in self._spools.values():
             spool.close()
-        partial = self.path.with_name(f"{self.path.name}.{os.getpid()}.partial")  # concurrent writers of one file do not collide
         try:
-            with open(partial, "w", encoding="utf-8") as out:
+            with replaced_atomically(self.path) as partial, open(partial, "w", encoding="utf-8") as out:
                 out.write("{")
                 first = True
                 for key, value in self.header.items():
@@ -227,10 +227,8 @@ class CocoWriter:
                             shutil.copyfileobj(spool, out)
                     out.write("\n]")
                 out.write("}\n")
-            os.replace(partial, self.path)
         finally:
             shutil.rmtree(self._spool_dir, ignore_errors=True)
-            partial.unlink(missing_ok=True)
         return self.path
 
     def __enter__(self) -> CocoWriter:

@@ -8,7 +8,6 @@ an endpoint is passed explicitly; nothing here ever logs a secret.
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any
 
 import boto3
 from botocore.config import Config as BotoConfig
+
+from components.atomic_files import replaced_atomically
 
 S3_SCHEME = "s3://"
 
@@ -77,13 +78,8 @@ def upload_file(client: Any, local: str | Path, uri: S3Uri) -> None:
 def download_file(client: Any, uri: S3Uri, local: str | Path) -> Path:
     """Download to a temporary name unique to this call, then rename, so a half-written file is never seen."""
     target = Path(local)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.partial")
-    try:
+    with replaced_atomically(target) as partial:
         client.download_file(uri.bucket, uri.key, str(partial))
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
     return target
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import cv2
 import numpy as np
 
+from components.atomic_files import replaced_atomically
 from components.data.synthetic.scene import render_scene
 from components.data.synthetic.style import scene_style
 from components.keypoints import PERSON_CATEGORY
@@ -74,9 +75,8 @@ def _encode_jpeg(image: np.ndarray) -> bytes:
 
 def _write_new_file(path: Path, payload: bytes) -> None:
     """Write beside, then rename: a rerun never edits a file in place (caches may hard-link it)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(payload)
-    tmp.replace(path)
+    with replaced_atomically(path) as temporary:
+        temporary.write_bytes(payload)
 
 
 def _make_image(job: _ImageJob) -> tuple[dict, list[dict]]:
