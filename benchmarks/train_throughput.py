@@ -7,6 +7,11 @@ configured. Inputs are random tensors of the configured shapes, so the figure me
 not the data pipeline. FLOPs come from `torch.utils.flop_counter.FlopCounterMode` over one
 iteration (forward + backward of every network that runs).
 
+On CUDA it also reports what bounds the figure: the card's bf16 matrix-multiply peak measured in
+the same process (a large square matmul), the achieved TFLOP/s as a fraction of it, and the GPU's
+busy fraction (kernel time over wall time, from `torch.profiler`): a low busy fraction means the
+host cannot launch kernels fast enough, a high one with a low peak fraction means small kernels.
+
     python benchmarks/train_throughput.py --device cpu --batch 8 --input 128x96 --iters 5
     python benchmarks/train_throughput.py --device cuda --batch 64 --backbone resnet50
 """
@@ -100,6 +105,35 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def bf16_matmul_peak_tflops(device: torch.device, size: int = 8192, repeats: int = 10) -> float:
+    """Achieved TFLOP/s of a large bf16 matmul on `device`: the practical ceiling for the FLOP figures."""
+    a = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    b = torch.randn(size, size, device=device, dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ b
+    synchronize(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    synchronize(device)
+    return 2 * size**3 * repeats / (time.perf_counter() - start) / 1e12
+
+
+def gpu_busy_fraction(step: Iteration, iters: int) -> float:
+    """Sum of CUDA kernel durations over the wall time of `iters` profiled iterations (one stream)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    synchronize(step.device)
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        start = time.perf_counter()
+        for _ in range(iters):
+            step()
+        synchronize(step.device)
+        wall_us = (time.perf_counter() - start) * 1e6
+    kernel_us = sum(e.time_range.elapsed_us() for e in prof.events() if e.device_type.name == "CUDA")
+    return kernel_us / wall_us
+
+
 def measure(cfgs: dict[str, ExperimentConfig], device: torch.device, warmup: int, iters: int, rounds: int) -> dict[str, dict]:
     """Per method: FLOPs of one iteration and the best of `rounds` timings of `iters` iterations.
 
@@ -123,16 +157,21 @@ def measure(cfgs: dict[str, ExperimentConfig], device: torch.device, warmup: int
                 step()
             synchronize(device)
             best[method] = min(best[method], (time.perf_counter() - start) / iters)
-    return {
+    results = {
         method: {
             "images_per_iter": step.images,
             "s_per_iter": best[method],
             "iters_per_s": 1.0 / best[method],
             "images_per_s": step.images / best[method],
             "gflops_per_iter": flops[method] / 1e9,
+            "achieved_tflops": flops[method] / best[method] / 1e12,
         }
         for method, step in steps.items()
     }
+    if device.type == "cuda":
+        for method, step in steps.items():
+            results[method]["gpu_busy_fraction"] = gpu_busy_fraction(step, iters)
+    return results
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -168,8 +207,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
     results = measure(cfgs, device, args.warmup, args.iters, args.rounds)
     sup, trs = results["supervised"], results["trs"]
+    peak = bf16_matmul_peak_tflops(device) if device.type == "cuda" else None
     report = {
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "torch": torch.__version__,
+        "amp_bf16": base.train.amp and device.type == "cuda",
+        "channels_last": base.train.channels_last,
         "cpu": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "backbone": base.model.backbone,
@@ -180,6 +223,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "results": results,
         "time_ratio_trs_over_supervised": trs["s_per_iter"] / sup["s_per_iter"],
         "flop_ratio_trs_over_supervised": trs["gflops_per_iter"] / sup["gflops_per_iter"],
+        "bf16_matmul_peak_tflops": peak,
     }
     if args.json:
         print(json.dumps(report, indent=1))
@@ -187,11 +231,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"device {report['device']} ({report['threads']} threads), {report['backbone']}, input "
           f"{base.input.image_size[0]}x{base.input.image_size[1]}, batch {base.train.batch_size} labeled"
           f" + {base.train.unlabeled_batch_size} unlabeled (TRS), best of {args.rounds} rounds of {args.iters}\n")
-    print("| iteration | images/iter | s/iter | images/s | GFLOP/iter |")
-    print("|---|---|---|---|---|")
+    print("| iteration | images/iter | s/iter | images/s | GFLOP/iter | TFLOP/s | of bf16 peak | GPU busy |")
+    print("|---|---|---|---|---|---|---|---|")
     for method, row in results.items():
-        print(f"| {method} | {row['images_per_iter']} | {row['s_per_iter']:.3f} | {row['images_per_s']:.1f} | "
-              f"{row['gflops_per_iter']:.1f} |")
+        of_peak = f"{row['achieved_tflops'] / peak:.1%}" if peak else ""
+        busy = f"{row['gpu_busy_fraction']:.0%}" if "gpu_busy_fraction" in row else ""
+        print(f"| {method} | {row['images_per_iter']} | {row['s_per_iter']:.4f} | {row['images_per_s']:.1f} | "
+              f"{row['gflops_per_iter']:.1f} | {row['achieved_tflops']:.2f} | {of_peak} | {busy} |")
+    if peak:
+        print(f"\nbf16 matmul peak measured in this run: {peak:.0f} TFLOP/s")
     print(f"\nTRS / supervised: time per iteration x{report['time_ratio_trs_over_supervised']:.2f}, "
           f"FLOPs per iteration x{report['flop_ratio_trs_over_supervised']:.2f}")
     return report

@@ -141,6 +141,7 @@ class KeypointMixConfig(Section):
     num_keypoints: int = Field(3, ge=1)
     patch_size: float = Field(0.12, gt=0.0, le=1.0)  # fraction of the crop height
     start_iter: int = Field(0, ge=0)  # first iteration that mixes, e.g. after the consistency ramp-up
+    sources: Literal["batch", "same_person"] = "batch"  # where source patches come from (METHOD.md allows both)
 
 
 class CheckpointConfig(Section):

@@ -74,3 +74,16 @@ def test_patches_cut_by_the_border_move_only_their_inside_part():
     assert (plan.src_sample[row].item(), plan.src_keypoint[row].item()) == (1, 1)
     assert torch.equal(mixed[0, 0, :2, :2], images[1, 0, 5:7, 5:7])
     assert torch.equal(mixed[0, 0, 2:, :], images[0, 0, 2:, :]) and torch.equal(mixed[0, 0, :, 2:], images[0, 0, :, 2:])
+
+
+def test_same_person_sources_come_from_the_destination_person_only():
+    images, keypoints, valid = scene(seed=3)
+    height = torch.full((B,), 60.0)
+    cfg = KeypointMixConfig(prob=1.0, num_keypoints=3, patch_size=0.1, sources="same_person")
+    mixed, plan = keypoint_mix(images, keypoints, valid, height, cfg, torch.Generator().manual_seed(4), return_plan=True)
+    assert plan.dst_sample.numel() == 3 * B
+    assert torch.equal(plan.src_sample, plan.dst_sample) and torch.all(plan.src_keypoint != plan.dst_keypoint)
+    for d, dk, sk in zip(plan.dst_sample.tolist(), plan.dst_keypoint.tolist(), plan.src_keypoint.tolist()):
+        assert torch.equal(patch(mixed, d, keypoints[d, dk], 6), patch(images, d, keypoints[d, sk], 6))
+    _, across = keypoint_mix(images, keypoints, valid, height, cfg.model_copy(update={"sources": "batch"}), torch.Generator().manual_seed(4), return_plan=True)
+    assert torch.any(across.src_sample != across.dst_sample)  # the default draws from other people too

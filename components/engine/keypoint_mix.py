@@ -2,7 +2,8 @@
 
 For each person chosen with probability `prob`, up to `num_keypoints` of its valid keypoints are
 destinations; each gets the square patch (side `patch_size * person_height`) centred on a source
-keypoint of a different type, taken from any person of the batch. Targets are left unchanged, so
+keypoint of a different type, taken from any person of the batch (`sources: batch`) or from the
+same person (`sources: same_person`). Targets are left unchanged, so
 a wrist-looking patch at the elbow must still be called an elbow: the network has to use the
 relations between keypoints to tell them apart.
 
@@ -45,11 +46,14 @@ def plan_mixes(
     chosen = (picked_scores < 2.0) & apply[:, None]
     dst_sample = torch.arange(batch, device=dev)[:, None].expand(batch, count)[chosen]
     dst_keypoint = picked[chosen]
-    # sources: any valid keypoint of any person whose type differs from the destination's
+    # sources: any valid keypoint of another type, of any person or of the destination's own person
     flat_valid = valid.reshape(-1)
     flat_type = torch.arange(num_kp, device=dev).repeat(batch)
     src_scores = torch.rand(dst_sample.numel(), batch * num_kp, generator=generator, device=dev)
     allowed = flat_valid[None, :] & (flat_type[None, :] != dst_keypoint[:, None])
+    if cfg.sources == "same_person":
+        flat_sample = torch.arange(batch, device=dev).repeat_interleave(num_kp)
+        allowed &= flat_sample[None, :] == dst_sample[:, None]
     src_scores = src_scores.masked_fill(~allowed, 2.0)
     if dst_sample.numel() == 0:
         empty = dst_sample.new_zeros(0)
