@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,11 @@ def print_metrics(metrics: dict[str, float], title: str) -> None:
     is_flag=True,
     help=f"Print one JSON object ({METRIC_HELP}) instead of a table.",
 )
+@click.option(
+    "--breakdown",
+    is_flag=True,
+    help="Also bin every labeled keypoint as good, jitter, inversion, swap or miss (Ronchi & Perona 2017).",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar during inference.")
 def evaluate(
     ann: str,
@@ -127,6 +133,7 @@ def evaluate(
     device: str,
     overrides: tuple[str, ...],
     as_json: bool,
+    breakdown: bool,
     progress: bool,
 ) -> None:
     """COCO keypoint AP (OKS, COCO's sigmas) of a results file, or of a checkpoint on a dataset.
@@ -138,6 +145,7 @@ def evaluate(
     """
     from components.data.records import RecordError
     from components.evaluation.coco_eval import AnnotationsError, ResultsError, coco_keypoint_eval
+    from components.evaluation.error_breakdown import error_breakdown
 
     if (results is None) == (checkpoint is None):
         raise click.UsageError("give exactly one of --results (score a file) or --checkpoint (run a model)")
@@ -148,21 +156,27 @@ def evaluate(
                     "--images, --detections, --flip-test, --decoder, --out and --set need --checkpoint"
                 )
             metrics = coco_keypoint_eval(ann, results)
+            errors = error_breakdown(ann, results) if breakdown else None
             title = f"COCO keypoint metrics of {results}"
         else:
             if images is None:
                 raise click.UsageError("--checkpoint needs --images, the image directory of --ann")
-            metrics = _evaluate_checkpoint(
-                checkpoint, ann, images, detections, flip_test, decoder, out, device, overrides,
-                progress=progress and not as_json,
-            )
+            with tempfile.TemporaryDirectory() as scratch:
+                predictions = out or (str(Path(scratch) / "results.json") if breakdown else None)
+                metrics = _evaluate_checkpoint(
+                    checkpoint, ann, images, detections, flip_test, decoder, predictions, device, overrides,
+                    progress=progress and not as_json,
+                )
+                errors = error_breakdown(ann, predictions) if breakdown and predictions else None
             title = f"COCO keypoint metrics of {checkpoint}"
     except (ResultsError, AnnotationsError, RecordError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
-        click.echo(json.dumps(metrics))
-    else:
-        print_metrics(metrics, title)
+        click.echo(json.dumps({**metrics, "breakdown": errors} if errors is not None else metrics))
+        return
+    print_metrics(metrics, title)
+    if errors is not None:
+        print_metrics(errors, "keypoint errors (share of matched labeled keypoints)")
 
 
 def _evaluate_checkpoint(

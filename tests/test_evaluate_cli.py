@@ -109,6 +109,20 @@ def test_checkpoint_results_agree_with_scoring_the_written_file(tiny_set: dict[s
     assert rescored == pytest.approx(metrics, abs=1e-6)
 
 
+def test_breakdown_joins_the_json_for_files_and_for_checkpoints(tiny_set: dict[str, Any], tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    results.write_text(json.dumps(perfect_results(tiny_set["coco"])))
+    scored = json.loads(run(evaluate, ["--ann", tiny_set["ann"], "--results", results, "--json", "--breakdown"]).output)
+    assert scored["breakdown"]["good"] == 1.0 and scored["breakdown"]["unmatched_people"] == 0
+    args = ["--checkpoint", tiny_set["checkpoint"], "--ann", tiny_set["ann"], "--images", tiny_set["images"]]
+    outcome = run(evaluate, [*args, "--json", "--device", "cpu", "--breakdown"])
+    assert outcome.exit_code == 0, outcome.output
+    errors = json.loads(outcome.output)["breakdown"]
+    bins = ("good", "jitter", "inversion", "swap", "miss")
+    assert errors["people"] == len(tiny_set["coco"]["annotations"])
+    assert errors["keypoints"] > 0 and sum(errors[name] for name in bins) == pytest.approx(1.0)
+
+
 def test_checkpoint_with_detections_and_flip_test(tiny_set: dict[str, Any], tmp_path: Path) -> None:
     detections = tmp_path / "detections.json"
     boxes = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.5} for a in tiny_set["coco"]["annotations"]]
@@ -185,3 +199,23 @@ def test_predict_refuses_malformed_boxes(tiny_set: dict[str, Any]) -> None:
     )
     assert outcome.exit_code == 2
     assert "box 0" in outcome.output and "positive w and h" in outcome.output
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_checkpoint_loaded_on_the_cpu_evaluates_on_cuda_like_on_the_cpu(tiny_set: dict[str, Any]) -> None:
+    """Checkpoints load on the CPU; asking for CUDA moves the model there instead of failing."""
+    import numpy as np
+
+    from components.data.datasets import EvalPoseDataset
+    from components.engine.checkpoint import load_student
+    from components.evaluation.inference import predict_dataset
+
+    model, cfg = load_student(tiny_set["checkpoint"])
+    cfg.eval.num_workers = 0
+    dataset = EvalPoseDataset(tiny_set["ann"], tiny_set["images"], cfg)
+    on_cpu = predict_dataset(model, dataset, cfg, device="cpu")
+    on_cuda = predict_dataset(model, dataset, cfg, device="cuda")
+    assert next(model.parameters()).device.type == "cuda"
+    # scores are smooth in the heatmaps' peaks; an untrained net's flat maps can move argmaxes a pixel
+    np.testing.assert_allclose([r["score"] for r in on_cuda], [r["score"] for r in on_cpu], atol=2e-3)
+    assert [r["image_id"] for r in on_cuda] == [r["image_id"] for r in on_cpu]

@@ -70,11 +70,11 @@ def test_mlflow_artifacts_are_proxied_into_the_bucket(mlflow_server, tmp_path, m
         mlflow.set_experiment("services-proxy-test")
         with mlflow.start_run() as run:
             mlflow.log_artifact(str(note), artifact_path="notes")
-    keys = [
-        obj["Key"]
-        for obj in mlflow_server.s3.client().list_objects_v2(Bucket=mlflow_server.s3.bucket, Prefix="mlflow/")["Contents"]
-    ]
-    assert any(key.endswith(f"{run.info.run_id}/artifacts/notes/note.txt") for key in keys), keys
+    # the run's own prefix: the session's server holds other tests' artifacts, past one listing page
+    prefix = f"mlflow/{run.info.experiment_id}/{run.info.run_id}/"
+    listing = mlflow_server.s3.client().list_objects_v2(Bucket=mlflow_server.s3.bucket, Prefix=prefix)
+    keys = [obj["Key"] for obj in listing.get("Contents", [])]
+    assert keys == [f"{prefix}artifacts/notes/note.txt"], keys
 
 
 def test_up_is_idempotent_status_reports_and_down_stops_only_its_own(tmp_path, s3_server, monkeypatch):

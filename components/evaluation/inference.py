@@ -105,11 +105,14 @@ def predict_dataset(
     """COCO keypoint results for every person of an EvalPoseDataset-style dataset.
 
     Items need `image`, `center`, `scale`, `image_id` and `score`. `flip_test`, `batch_size` and
-    `num_workers` default to `cfg.eval`; `device` to the model's. The model runs in eval mode and
-    is handed back in the mode it came in (the trainer scores its teacher mid-run).
+    `num_workers` default to `cfg.eval`; `device` to the model's, and a model elsewhere is moved
+    there (a checkpoint loads on the CPU). The model runs in eval mode and is handed back in the
+    mode it came in (the trainer scores its teacher mid-run).
     """
     flip_test = cfg.eval.flip_test if flip_test is None else flip_test
     device = torch.device(device) if device is not None else _model_device(model)
+    if _model_device(model) != device:
+        model.to(device)
     loader = DataLoader(
         dataset,
         batch_size=batch_size or cfg.eval.batch_size,

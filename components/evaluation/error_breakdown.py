@@ -1,0 +1,112 @@
+"""Where keypoint errors come from: good, jitter, inversion, swap and miss.
+
+AP says how much is wrong; this says what kind of wrong, after Ronchi and Perona ("Benchmarking
+and Error Diagnosis in Multi-Instance Pose Estimation", ICCV 2017). Each prediction is matched to
+the free ground-truth person of its image with the highest OKS (greedily, by score; below OKS 0.1
+it is a background false positive and matches nobody), and each of that
+person's labeled keypoints is put in one bin by its keypoint similarity
+ks = exp(-d^2 / (2 * area * (2 * sigma)^2)), COCO's per-keypoint term of OKS:
+
+    good       ks >= 0.85 to its own ground truth
+    jitter     0.5 <= ks < 0.85 to its own ground truth
+    inversion  ks >= 0.5 to another labeled keypoint of the same person (a wrist called an elbow,
+               a left knee called the right one): what Keypoint-Mix is meant to teach away
+    swap       ks >= 0.5 to a labeled keypoint of another person in the image
+    miss       none of these
+
+The bins are checked in that order and the fractions are over every labeled keypoint of every
+matched person. Ground-truth people that no prediction matched are counted, not binned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from pycocotools.coco import COCO
+
+from components.evaluation.coco_eval import check_results, load_ground_truth, load_results
+from components.keypoints import NUM_KEYPOINTS, OKS_SIGMAS
+
+BINS: tuple[str, ...] = ("good", "jitter", "inversion", "swap", "miss")
+GOOD_KS, JITTER_KS = 0.85, 0.5
+MIN_MATCH_OKS = 0.1
+
+
+def keypoint_similarity(predicted: NDArray[np.float64], truth: NDArray[np.float64], areas: NDArray[np.float64]) -> NDArray[np.float64]:
+    """ks of every predicted keypoint to every ground-truth keypoint: `[P,K,2]` x `[G,K,2]` -> `[P,G,K,K]`.
+
+    Entry [p, g, i, j] compares predicted keypoint i of person p with true keypoint j of person g,
+    with keypoint j's sigma and person g's area (COCO's scale).
+    """
+    squared = ((predicted[:, None, :, None, :] - truth[None, :, None, :, :]) ** 2).sum(-1)
+    variances = (2 * OKS_SIGMAS) ** 2
+    return np.exp(-squared / (2 * (areas[None, :, None, None] + np.spacing(1)) * variances[None, None, None, :]))
+
+
+def _match(ks: NDArray[np.float64], labeled: NDArray[np.bool_], scores: NDArray[np.float64]) -> list[tuple[int, int]]:
+    """(prediction, person) pairs: by descending score, each prediction takes the free person of highest OKS."""
+    own = np.diagonal(ks, axis1=2, axis2=3)  # [P,G,K]
+    counts = labeled.sum(1)
+    oks = np.where(labeled[None], own, 0.0).sum(-1) / np.maximum(counts, 1)[None]
+    oks[:, counts == 0] = -1.0
+    pairs, taken = [], np.zeros(ks.shape[1], dtype=bool)
+    for p in np.argsort(-scores, kind="stable"):
+        candidates = np.where(taken, -1.0, oks[p])
+        best = int(np.argmax(candidates)) if candidates.size else -1
+        if best >= 0 and candidates[best] >= MIN_MATCH_OKS:
+            taken[best] = True
+            pairs.append((int(p), best))
+    return pairs
+
+
+def _bins_of_pair(ks: NDArray[np.float64], labeled: NDArray[np.bool_], p: int, g: int) -> NDArray[np.int64]:
+    """Bin index (into BINS) of each labeled keypoint of person g as predicted by p."""
+    own = np.diagonal(ks[p, g])
+    other_part = np.where(labeled[g][None, :] & ~np.eye(NUM_KEYPOINTS, dtype=bool), ks[p, g], 0.0).max(1)
+    others = np.delete(ks[p], g, axis=0)  # [G-1,K,K]
+    other_labeled = np.delete(labeled, g, axis=0)
+    other_person = np.where(other_labeled[:, None, :], others, 0.0).max(axis=(0, 2)) if len(others) else np.zeros(NUM_KEYPOINTS)
+    bins = np.select(
+        [own >= GOOD_KS, own >= JITTER_KS, other_part >= JITTER_KS, other_person >= JITTER_KS],
+        [0, 1, 2, 3],
+        default=4,
+    )
+    return bins[labeled[g]]
+
+
+def error_breakdown(
+    ann: str | Path | Mapping[str, Any] | COCO, results: str | Path | Sequence[Mapping[str, Any]]
+) -> dict[str, float | int]:
+    """Fractions of labeled keypoints in each bin of BINS, plus `keypoints`, `people` and `unmatched_people`."""
+    gt = load_ground_truth(ann)
+    records = load_results(results) if isinstance(results, (str, Path)) else list(results)
+    check_results(records, gt, str(results) if isinstance(results, (str, Path)) else "results")
+    by_image: dict[int, list[Mapping[str, Any]]] = {}
+    for record in records:
+        by_image.setdefault(int(record["image_id"]), []).append(record)
+    counts = np.zeros(len(BINS), dtype=np.int64)
+    people = unmatched = 0
+    for image_id in gt.getImgIds():
+        anns = [a for a in gt.loadAnns(gt.getAnnIds(imgIds=image_id, iscrowd=False)) if a.get("num_keypoints", 0) > 0]
+        if not anns:
+            continue
+        truth = np.asarray([a["keypoints"] for a in anns], dtype=np.float64).reshape(len(anns), NUM_KEYPOINTS, 3)
+        labeled = truth[..., 2] > 0
+        areas = np.asarray([a["area"] for a in anns], dtype=np.float64)
+        predictions = by_image.get(image_id, [])
+        pairs: list[tuple[int, int]] = []
+        if predictions:
+            predicted = np.asarray([r["keypoints"] for r in predictions], dtype=np.float64).reshape(len(predictions), NUM_KEYPOINTS, 3)
+            ks = keypoint_similarity(predicted[..., :2], truth[..., :2], areas)
+            pairs = _match(ks, labeled, np.asarray([r["score"] for r in predictions], dtype=np.float64))
+            for p, g in pairs:
+                counts += np.bincount(_bins_of_pair(ks, labeled, p, g), minlength=len(BINS))
+        people += len(anns)
+        unmatched += len(anns) - len(pairs)
+    total = int(counts.sum())
+    fractions = {name: (float(c) / total if total else 0.0) for name, c in zip(BINS, counts)}
+    return {**fractions, "keypoints": total, "people": people, "unmatched_people": unmatched}
