@@ -41,6 +41,7 @@ def test_each_planted_error_lands_in_its_bin(ground_truth: dict[str, Any]) -> No
     first, second, _ = ground_truth["annotations"]
     flawed = prediction(first, 0.9)
     move(flawed, 9, SPACING * 7, 0.0)  # left wrist on the same person's left elbow: inversion
+    move(flawed, 14, SPACING * 13, 0.0)  # right knee on the left knee: a left/right inversion
     move(flawed, 10, SPACING * 10, 500.0)  # right wrist on the other person's right wrist: swap
     move(flawed, 11, SPACING * 11 + 18.0, 0.0)  # left hip 18 px off: ks = exp(-324 / 916) = 0.70, jitter
     move(flawed, 12, SPACING * 12, 250.0)  # right hip far from everyone: miss
@@ -49,8 +50,10 @@ def test_each_planted_error_lands_in_its_bin(ground_truth: dict[str, Any]) -> No
     assert got["keypoints"] == 2 * NUM_KEYPOINTS - 1
     assert got["people"] == 3 and got["unmatched_people"] == 1  # nothing predicted in image 2
     total = got["keypoints"]
-    assert got["good"] == pytest.approx((total - 4) / total)
-    for name in ("jitter", "inversion", "swap", "miss"):
+    assert got["good"] == pytest.approx((total - 5) / total)
+    assert got["inversion"] == pytest.approx(2 / total)
+    assert got["inversion_left_right"] == pytest.approx(1 / total)  # the knee; wrist-on-elbow is not
+    for name in ("jitter", "swap", "miss"):
         assert got[name] == pytest.approx(1 / total), name
 
 

@@ -15,7 +15,9 @@ ks = exp(-d^2 / (2 * area * (2 * sigma)^2)), COCO's per-keypoint term of OKS:
     miss       none of these
 
 The bins are checked in that order and the fractions are over every labeled keypoint of every
-matched person. Ground-truth people that no prediction matched are counted, not binned.
+matched person; `inversion_left_right` is the part of `inversion` whose nearest other joint is the
+mirror twin (left knee for right knee). Ground-truth people that no prediction matched are
+counted, not binned.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from numpy.typing import NDArray
 from pycocotools.coco import COCO
 
 from components.evaluation.coco_eval import check_results, load_ground_truth, load_results
-from components.keypoints import NUM_KEYPOINTS, OKS_SIGMAS
+from components.keypoints import FLIP_INDEX, NUM_KEYPOINTS, OKS_SIGMAS
 
 BINS: tuple[str, ...] = ("good", "jitter", "inversion", "swap", "miss")
 GOOD_KS, JITTER_KS = 0.85, 0.5
@@ -63,10 +65,15 @@ def _match(ks: NDArray[np.float64], labeled: NDArray[np.bool_], scores: NDArray[
     return pairs
 
 
-def _bins_of_pair(ks: NDArray[np.float64], labeled: NDArray[np.bool_], p: int, g: int) -> NDArray[np.int64]:
-    """Bin index (into BINS) of each labeled keypoint of person g as predicted by p."""
+def _bins_of_pair(
+    ks: NDArray[np.float64], labeled: NDArray[np.bool_], p: int, g: int
+) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
+    """Bin index (into BINS) of each labeled keypoint of person g as predicted by p, and whether
+    each one's nearest other joint of the person is its mirror twin."""
     own = np.diagonal(ks[p, g])
-    other_part = np.where(labeled[g][None, :] & ~np.eye(NUM_KEYPOINTS, dtype=bool), ks[p, g], 0.0).max(1)
+    to_other_parts = np.where(labeled[g][None, :] & ~np.eye(NUM_KEYPOINTS, dtype=bool), ks[p, g], 0.0)
+    other_part = to_other_parts.max(1)
+    nearest_is_mirror = (to_other_parts.argmax(1) == FLIP_INDEX) & (FLIP_INDEX != np.arange(NUM_KEYPOINTS))
     others = np.delete(ks[p], g, axis=0)  # [G-1,K,K]
     other_labeled = np.delete(labeled, g, axis=0)
     other_person = np.where(other_labeled[:, None, :], others, 0.0).max(axis=(0, 2)) if len(others) else np.zeros(NUM_KEYPOINTS)
@@ -75,13 +82,14 @@ def _bins_of_pair(ks: NDArray[np.float64], labeled: NDArray[np.bool_], p: int, g
         [0, 1, 2, 3],
         default=4,
     )
-    return bins[labeled[g]]
+    return bins[labeled[g]], nearest_is_mirror[labeled[g]]
 
 
 def error_breakdown(
     ann: str | Path | Mapping[str, Any] | COCO, results: str | Path | Sequence[Mapping[str, Any]]
 ) -> dict[str, float | int]:
-    """Fractions of labeled keypoints in each bin of BINS, plus `keypoints`, `people` and `unmatched_people`."""
+    """Fractions of labeled keypoints in each bin of BINS and `inversion_left_right`, plus the
+    counts `keypoints`, `people` and `unmatched_people`."""
     gt = load_ground_truth(ann)
     records = load_results(results) if isinstance(results, (str, Path)) else list(results)
     check_results(records, gt, str(results) if isinstance(results, (str, Path)) else "results")
@@ -89,7 +97,7 @@ def error_breakdown(
     for record in records:
         by_image.setdefault(int(record["image_id"]), []).append(record)
     counts = np.zeros(len(BINS), dtype=np.int64)
-    people = unmatched = 0
+    people = unmatched = left_right = 0
     for image_id in gt.getImgIds():
         anns = [a for a in gt.loadAnns(gt.getAnnIds(imgIds=image_id, iscrowd=False)) if a.get("num_keypoints", 0) > 0]
         if not anns:
@@ -104,9 +112,12 @@ def error_breakdown(
             ks = keypoint_similarity(predicted[..., :2], truth[..., :2], areas)
             pairs = _match(ks, labeled, np.asarray([r["score"] for r in predictions], dtype=np.float64))
             for p, g in pairs:
-                counts += np.bincount(_bins_of_pair(ks, labeled, p, g), minlength=len(BINS))
+                bins, nearest_is_mirror = _bins_of_pair(ks, labeled, p, g)
+                counts += np.bincount(bins, minlength=len(BINS))
+                left_right += int(np.count_nonzero((bins == BINS.index("inversion")) & nearest_is_mirror))
         people += len(anns)
         unmatched += len(anns) - len(pairs)
     total = int(counts.sum())
     fractions = {name: (float(c) / total if total else 0.0) for name, c in zip(BINS, counts)}
+    fractions["inversion_left_right"] = left_right / total if total else 0.0
     return {**fractions, "keypoints": total, "people": people, "unmatched_people": unmatched}
