@@ -144,30 +144,29 @@ def evaluate(
                                 --ann val.json --images val/ [--detections det.json] [--flip-test]
     """
     from components.data.records import RecordError
-    from components.evaluation.coco_eval import AnnotationsError, ResultsError, coco_keypoint_eval
+    from components.evaluation.coco_eval import AnnotationsError, ResultsError, coco_keypoint_eval, load_ground_truth
     from components.evaluation.error_breakdown import error_breakdown
 
     if (results is None) == (checkpoint is None):
         raise click.UsageError("give exactly one of --results (score a file) or --checkpoint (run a model)")
+    if results is not None and (images or detections or out or flip_test is not None or decoder or overrides):
+        raise click.UsageError("--images, --detections, --flip-test, --decoder, --out and --set need --checkpoint")
+    if checkpoint is not None and images is None:
+        raise click.UsageError("--checkpoint needs --images, the image directory of --ann")
     try:
+        gt = load_ground_truth(ann)  # parsed once for the metrics and the breakdown
         if results is not None:
-            if images or detections or out or flip_test is not None or decoder or overrides:
-                raise click.UsageError(
-                    "--images, --detections, --flip-test, --decoder, --out and --set need --checkpoint"
-                )
-            metrics = coco_keypoint_eval(ann, results)
-            errors = error_breakdown(ann, results) if breakdown else None
+            metrics = coco_keypoint_eval(gt, results)
+            errors = error_breakdown(gt, results) if breakdown else None
             title = f"COCO keypoint metrics of {results}"
         else:
-            if images is None:
-                raise click.UsageError("--checkpoint needs --images, the image directory of --ann")
             with tempfile.TemporaryDirectory() as scratch:
                 predictions = out or (str(Path(scratch) / "results.json") if breakdown else None)
                 metrics = _evaluate_checkpoint(
-                    checkpoint, ann, images, detections, flip_test, decoder, predictions, device, overrides,
+                    checkpoint, ann, gt, images, detections, flip_test, decoder, predictions, device, overrides,
                     progress=progress and not as_json,
                 )
-                errors = error_breakdown(ann, predictions) if breakdown and predictions else None
+                errors = error_breakdown(gt, predictions) if breakdown and predictions else None
             title = f"COCO keypoint metrics of {checkpoint}"
     except (ResultsError, AnnotationsError, RecordError) as exc:
         raise click.ClickException(str(exc)) from exc
@@ -182,6 +181,7 @@ def evaluate(
 def _evaluate_checkpoint(
     checkpoint: str,
     ann: str,
+    gt: Any,
     images: str,
     detections: str | None,
     flip_test: bool | None,
@@ -197,8 +197,6 @@ def _evaluate_checkpoint(
     cfg = override_config(cfg, overrides)
     if decoder is not None:
         cfg.eval.decoder = decoder
-    target = resolve_device(device)
-    model.to(target)
     return evaluate_model(
         model,
         ann,
@@ -206,7 +204,8 @@ def _evaluate_checkpoint(
         cfg,
         detections=detections,
         flip_test=flip_test,
+        ground_truth=gt,
         results_out=out,
-        device=target,
+        device=resolve_device(device),  # evaluation moves the model there
         progress=progress,
     )

@@ -107,6 +107,17 @@ def check_results(results: Sequence[Mapping[str, Any]], gt: COCO, source: str = 
             raise ResultsError(f"{where}: rule 'score is a finite number': got {record['score']!r}")
 
 
+def checked_results(results: Sequence[Mapping[str, Any]] | str | Path, gt: COCO) -> list[Mapping[str, Any]]:
+    """The records of a results file (or a list of them), checked against `gt` by `check_results`."""
+    if isinstance(results, (str, Path)):
+        records = load_results(results)
+        check_results(records, gt, str(results))
+        return records
+    records = list(results)
+    check_results(records, gt)
+    return records
+
+
 def coco_keypoint_eval(
     ann: str | Path | Mapping[str, Any] | COCO,
     results: Sequence[Mapping[str, Any]] | str | Path,
@@ -121,9 +132,7 @@ def coco_keypoint_eval(
     console output appears only with `verbose`.
     """
     gt = load_ground_truth(ann)
-    source = str(results) if isinstance(results, (str, Path)) else "results"
-    records = load_results(results) if isinstance(results, (str, Path)) else list(results)
-    check_results(records, gt, source)
+    records = checked_results(results, gt)
     if not records:
         return {name: 0.0 for name in METRIC_NAMES}
     # loadRes recomputes area and bbox on the dicts it is given; hand it copies, not the caller's

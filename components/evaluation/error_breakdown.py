@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 from pycocotools.coco import COCO
 
-from components.evaluation.coco_eval import check_results, load_ground_truth, load_results
+from components.evaluation.coco_eval import checked_results, load_ground_truth
 from components.keypoints import FLIP_INDEX, NUM_KEYPOINTS, OKS_SIGMAS
 
 BINS: tuple[str, ...] = ("good", "jitter", "inversion", "swap", "miss")
@@ -58,8 +58,8 @@ def _match(ks: NDArray[np.float64], labeled: NDArray[np.bool_], scores: NDArray[
     pairs, taken = [], np.zeros(ks.shape[1], dtype=bool)
     for p in np.argsort(-scores, kind="stable"):
         candidates = np.where(taken, -1.0, oks[p])
-        best = int(np.argmax(candidates)) if candidates.size else -1
-        if best >= 0 and candidates[best] >= MIN_MATCH_OKS:
+        best = int(np.argmax(candidates))
+        if candidates[best] >= MIN_MATCH_OKS:
             taken[best] = True
             pairs.append((int(p), best))
     return pairs
@@ -91,10 +91,8 @@ def error_breakdown(
     """Fractions of labeled keypoints in each bin of BINS and `inversion_left_right`, plus the
     counts `keypoints`, `people` and `unmatched_people`."""
     gt = load_ground_truth(ann)
-    records = load_results(results) if isinstance(results, (str, Path)) else list(results)
-    check_results(records, gt, str(results) if isinstance(results, (str, Path)) else "results")
     by_image: dict[int, list[Mapping[str, Any]]] = {}
-    for record in records:
+    for record in checked_results(results, gt):
         by_image.setdefault(int(record["image_id"]), []).append(record)
     counts = np.zeros(len(BINS), dtype=np.int64)
     people = unmatched = left_right = 0
