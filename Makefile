@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_TELEMETRY := false
 PYTEST_ARGS ?=
 
-.PHONY: venv tools test demo services-down clean
+.PHONY: venv tools lint test demo services-down clean
 
 venv: $(STAMP)
 
@@ -32,8 +32,14 @@ $(TOOLS_STAMP): requirements-tools.txt
 	$(TOOLS_VENV)/bin/pip install --quiet -r requirements-tools.txt
 	touch $(TOOLS_STAMP)
 
-test: $(STAMP) $(TOOLS_STAMP)
+test: $(STAMP) $(TOOLS_STAMP) lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+# ruff (lint and format check) and mypy over what pyproject.toml names; both run before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 demo: $(STAMP)
 	$(BIN)/trs-pose demo

@@ -20,8 +20,8 @@ import torch
 from components.config import ExperimentConfig
 from components.data.datasets import EvalPoseDataset
 from components.evaluation.coco_eval import coco_keypoint_eval, load_ground_truth
-from components.evaluation.decoding import decode_heatmaps
 from components.evaluation.inference import predict_dataset
+from components.heatmap_codec import decode_heatmaps
 from components.models import build_model
 
 
@@ -59,15 +59,21 @@ def main() -> None:
     heatmaps = torch.from_numpy(rng.random((args.batch, 17, *cfg.input.heatmap_size), dtype=np.float32))
     for method in ("argmax", "dark"):
         seconds = best_of(5, lambda: decode_heatmaps(heatmaps, method))  # noqa: B023
-        print(f"decode {method:6s}: {seconds * 1e3:7.2f} ms per batch of {args.batch} ({args.batch / seconds:,.0f} crops/s)")
+        print(
+            f"decode {method:6s}: {seconds * 1e3:7.2f} ms per batch of {args.batch} ({args.batch / seconds:,.0f} crops/s)"
+        )
 
     with tempfile.TemporaryDirectory() as scratch:
         ann, images = dataset_paths(args.coco_mini, Path(scratch))
         gt = load_ground_truth(ann)
         people = [a for a in gt.dataset["annotations"] if a.get("num_keypoints", 0) > 0]
-        results = [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0} for a in people]
+        results = [
+            {"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0} for a in people
+        ]
         seconds = best_of(3, lambda: coco_keypoint_eval(gt, results))
-        print(f"COCOeval: {seconds * 1e3:7.1f} ms for {len(results)} people on {len(gt.getImgIds())} images ({ann.name})")
+        print(
+            f"COCOeval: {seconds * 1e3:7.1f} ms for {len(results)} people on {len(gt.getImgIds())} images ({ann.name})"
+        )
 
         cfg.eval.num_workers = 0
         dataset = EvalPoseDataset(ann, images, cfg)

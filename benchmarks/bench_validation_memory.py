@@ -82,7 +82,7 @@ def write_file(path: Path, num_annotations: int, seed: int = 0) -> None:
                 "bbox": [round(x, 2), round(y, 2), round(w, 2), round(h, 2)], "category_id": 1, "id": a + 1,
             }  # fmt: skip
             out.write((",\n" if a else "") + json.dumps(record))
-        out.write("\n], \"categories\": [" + json.dumps(PERSON_CATEGORY) + "]}\n")
+        out.write('\n], "categories": [' + json.dumps(PERSON_CATEGORY) + "]}\n")
 
 
 def main() -> None:

@@ -55,7 +55,10 @@ def measure(dataset: Dataset, samples: int, workers: int, batch: int) -> float:
     so worker start-up is not counted."""
     indices = [i % len(dataset) for i in range(samples + batch)]
     loader = DataLoader(
-        dataset, batch_size=batch, sampler=indices, num_workers=workers,
+        dataset,
+        batch_size=batch,
+        sampler=indices,
+        num_workers=workers,
         worker_init_fn=loader_worker_init if workers else None,
     )
     batches = iter(loader)

@@ -9,6 +9,7 @@ Same data, same iterations, same network for every variant; only the method swit
     trs_no_reviewer      trs without the reviewer
     trs_no_mfl           trs without the MFL heads
     trs_no_keypoint_mix  trs without Keypoint-Mix
+    trs_gpu_data         trs fed by the GPU data path (train.data_path=gpu): other draws, same augmentation law
     supervised_full      supervised on every training label (the ceiling)
 
 Each variant trains once per seed (the seed picks the labeled subset and the training randomness)
@@ -24,6 +25,7 @@ cores a TRS iteration took 0.57 s with 1 thread and 0.33-0.38 s with 2; docs/ben
 
     python benchmarks/ssl_gain.py --jobs 2                         # the CPU budget of docs/benchmarks.md
     python benchmarks/ssl_gain.py --iterations 20 --images 60 --val-images 10 --seeds 0   # smoke
+    python benchmarks/ssl_gain.py --plots docs/img/ssl_gain --plot-only   # the figure of WORK_DIR/results.json
     python benchmarks/ssl_gain.py --work-dir runs/bench/ssl_gain_gpu --style standard --images 4000 \
         --val-images 500 --input 256x192 --backbone resnet18 --iterations 3000 --batch 32 \
         --unlabeled-batch 32 --device cuda --workers 8 --set input.heatmap_stride=4   # a GPU budget
@@ -57,8 +59,10 @@ VARIANTS: dict[str, list[str]] = {
     "trs_no_reviewer": ["train.method=trs", "train.reviewer.enabled=false"],
     "trs_no_mfl": ["train.method=trs", "train.mfl.enabled=false"],
     "trs_no_keypoint_mix": ["train.method=trs", "train.keypoint_mix.enabled=false"],
+    "trs_gpu_data": ["train.method=trs", "train.data_path=gpu"],
     "supervised_full": ["train.method=supervised"],
 }
+OPT_IN_VARIANTS = ("trs_gpu_data",)  # not in the default set: a data-path check, not an ablation
 METRICS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
 CPU_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "ssl_gain_cpu.yaml"
 
@@ -72,9 +76,12 @@ def data_overrides(args: argparse.Namespace, data_root: Path) -> list[str]:
     """data.root and data.synthetic as the flags ask, so the draw and every split's manifest agree."""
     height, width = parse_size(args.image_size)
     return [
-        f"data.root={data_root}", f"data.synthetic.num_train_images={args.images}",
-        f"data.synthetic.num_val_images={args.val_images}", f"data.synthetic.seed={args.data_seed}",
-        f"data.synthetic.image_size=[{height}, {width}]", f"data.synthetic.style={args.style}",
+        f"data.root={data_root}",
+        f"data.synthetic.num_train_images={args.images}",
+        f"data.synthetic.num_val_images={args.val_images}",
+        f"data.synthetic.seed={args.data_seed}",
+        f"data.synthetic.image_size=[{height}, {width}]",
+        f"data.synthetic.style={args.style}",
     ]
 
 
@@ -113,13 +120,21 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace, data_root: Pa
     train_ann, train_images = coco_layout(data_root, "train")
     val_ann, val_images = coco_layout(data_root, "val")
     overrides = [
-        *data_overrides(args, data_root), f"data.split_seed={seed}", f"data.holdout_labeled={args.holdout}",
-        f"input.image_size=[{args.input_size[0]}, {args.input_size[1]}]", f"model.backbone={args.backbone}",
-        f"train.iterations={args.iterations}", f"train.batch_size={args.batch}",
-        f"train.unlabeled_batch_size={args.unlabeled_batch}", f"train.seed={seed}", f"train.device={args.device}",
-        f"train.num_workers={args.workers}", f"eval.num_workers={args.workers}",
+        *data_overrides(args, data_root),
+        f"data.split_seed={seed}",
+        f"data.holdout_labeled={args.holdout}",
+        f"input.image_size=[{args.input_size[0]}, {args.input_size[1]}]",
+        f"model.backbone={args.backbone}",
+        f"train.iterations={args.iterations}",
+        f"train.batch_size={args.batch}",
+        f"train.unlabeled_batch_size={args.unlabeled_batch}",
+        f"train.seed={seed}",
+        f"train.device={args.device}",
+        f"train.num_workers={args.workers}",
+        f"eval.num_workers={args.workers}",
         f"train.checkpoint.dir={work / 'checkpoints' / variant / f'seed{seed}'}",
-        *scaled_schedule(args.iterations, args.burn_in_fraction), *VARIANTS[variant],
+        *scaled_schedule(args.iterations, args.burn_in_fraction),
+        *VARIANTS[variant],
     ]
     if variant == "supervised_full":
         overrides.append(f"data.num_labeled={labeled_image_count(train_ann) - args.holdout}")
@@ -127,11 +142,15 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace, data_root: Pa
         overrides += ["data.num_labeled=null", f"data.labeled_fraction={args.labeled_fraction}"]
     cfg: ExperimentConfig = load_config(args.config, overrides + list(args.overrides))
     split_name = "full" if variant == "supervised_full" else f"frac{args.labeled_fraction:g}"
-    split = make_split(train_ann, train_images, val_ann, val_images, work / "splits" / f"{split_name}-seed{seed}", cfg.data)
+    split = make_split(
+        train_ann, train_images, val_ann, val_images, work / "splits" / f"{split_name}-seed{seed}", cfg.data
+    )
     started = time.perf_counter()
     result = train(cfg, split, progress=not args.no_progress)
     model, _ = load_student(result.checkpoint_uri)
-    metrics = evaluate_model(model, val_ann, val_images, cfg, device=cfg.train.device if cfg.train.device != "auto" else None)
+    metrics = evaluate_model(
+        model, val_ann, val_images, cfg, device=cfg.train.device if cfg.train.device != "auto" else None
+    )
     return {**{k: float(metrics[k]) for k in METRICS}, "train_minutes": (time.perf_counter() - started) / 60}
 
 
@@ -146,8 +165,18 @@ def run_child(variant: str, seed: int, argv: list[str], work: Path, threads: int
     log, out = logs / f"{variant}-seed{seed}.log", logs / f"{variant}-seed{seed}.json"
     out.unlink(missing_ok=True)
     command = [
-        sys.executable, str(Path(__file__).resolve()), *argv, "--no-progress",
-        "--seeds", str(seed), "--variants", variant, "--jobs", "1", "--one-run-out", str(out),
+        sys.executable,
+        str(Path(__file__).resolve()),
+        *argv,
+        "--no-progress",
+        "--seeds",
+        str(seed),
+        "--variants",
+        variant,
+        "--jobs",
+        "1",
+        "--one-run-out",
+        str(out),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     with log.open("w") as sink:
@@ -169,7 +198,10 @@ def run_in_children(
     failures = []
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         futures = {pool.submit(run_child, v, s, argv, work, threads): (v, s) for v, s in pending}
-        print(f"== {len(pending)} runs, {args.jobs} at a time, {threads} torch thread(s) each; logs in {work / 'logs'}", flush=True)
+        print(
+            f"== {len(pending)} runs, {args.jobs} at a time, {threads} torch thread(s) each; logs in {work / 'logs'}",
+            flush=True,
+        )
         for future in as_completed(futures):
             variant, seed = futures[future]
             try:
@@ -225,7 +257,11 @@ def per_seed_table(results: dict[str, dict[str, dict[str, float]]], variants: li
         if not runs:
             continue
         cells = [f"{100 * runs[str(s)]['AP']:.1f}" if str(s) in runs else "" for s in seeds]
-        paired = [100 * (runs[str(s)]["AP"] - reference[str(s)]["AP"]) for s in seeds if str(s) in runs and str(s) in reference]
+        paired = [
+            100 * (runs[str(s)]["AP"] - reference[str(s)]["AP"])
+            for s in seeds
+            if str(s) in runs and str(s) in reference
+        ]
         if variant == "trs" or not paired:
             cells += ["", ""]
         else:
@@ -234,10 +270,36 @@ def per_seed_table(results: dict[str, dict[str, dict[str, float]]], variants: li
     return "\n".join(lines)
 
 
+def draw_comparison(stored: dict, variants: list[str], seeds: list[int], out_dir: str | Path) -> Path:
+    """AP per variant with its seed spread, and the per-seed paired differences to trs, as ssl_gain.png."""
+    from components.reporting.canvas import save_figure
+    from components.reporting.variant_comparison import variant_comparison_figure
+
+    runs = {v: {s: r for s, r in stored["runs"].get(v, {}).items() if int(s) in seeds} for v in variants}
+    ceiling = runs.pop("supervised_full", {})  # 15-25 points up: on the same axis it would flatten the rest
+    settings = stored.get("settings", {})
+    subtitle = ", ".join(
+        text
+        for key, text in (
+            ("iterations", f"{settings.get('iterations')} iterations"),
+            ("labeled_fraction", f"{settings.get('labeled_fraction', 0):.0%} of the images labeled"),
+            ("backbone", f"{settings.get('backbone')}"),
+        )
+        if key in settings
+    )
+    if ceiling:
+        best = max(100 * r["AP"] for r in ceiling.values())
+        subtitle += f"; supervised_full (every label, the ceiling, not drawn): {best:.1f}"
+    figure = variant_comparison_figure(runs, [v for v in variants if v in runs], subtitle=subtitle)
+    return save_figure(figure, Path(out_dir) / "ssl_gain.png")
+
+
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work-dir", default="runs/bench/ssl_gain", help="data, splits, checkpoints and results.json")
-    parser.add_argument("--config", default=str(CPU_RECIPE), help="Experiment YAML underneath the benchmark's settings.")
+    parser.add_argument(
+        "--config", default=str(CPU_RECIPE), help="Experiment YAML underneath the benchmark's settings."
+    )
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="Config override, applied last.")
     parser.add_argument("--images", type=int, default=1500, help="synthetic training images")
     parser.add_argument("--val-images", type=int, default=150)
@@ -255,11 +317,19 @@ def main(argv: list[str] | None = None) -> str:
     )
     parser.add_argument("--holdout", type=int, default=15, help="labeled images held out to rank reviewer snapshots")
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated")
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
+    parser.add_argument(
+        "--variants",
+        default=",".join(v for v in VARIANTS if v not in OPT_IN_VARIANTS),
+        help=f"comma-separated subset of {','.join(VARIANTS)}",
+    )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--markdown-out", default=None, help="also write the table here")
+    parser.add_argument("--plots", default=None, help="draw the cross-variant figure (ssl_gain.png) into this folder")
+    parser.add_argument(
+        "--plot-only", action="store_true", help="with --plots: draw from WORK_DIR/results.json, train nothing"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="runs trained side by side, each in a child process")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per child (default: cores / jobs)")
     parser.add_argument("--one-run-out", default=None, help=argparse.SUPPRESS)  # a child's metrics file
@@ -273,14 +343,33 @@ def main(argv: list[str] | None = None) -> str:
         parser.error(f"unknown variants {unknown}; choose from {list(VARIANTS)}")
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     work = Path(args.work_dir).resolve()
+    results_file = work / "results.json"
+    if args.plot_only:
+        if not args.plots or not results_file.is_file():
+            parser.error(f"--plot-only needs --plots DIR and an existing {results_file}")
+        figure = draw_comparison(json.loads(results_file.read_text()), variants, seeds, args.plots)
+        print(f"figure: {figure}")
+        return ""
     data_root = work / "data"
     ensure_data(data_root, args)
     if args.one_run_out:  # a child of --jobs: one run, reported to the parent, no results.json
         metrics = run_variant(variants[0], seeds[0], args, data_root, work)
         Path(args.one_run_out).write_text(json.dumps(metrics))
         return ""
-    results_file = work / "results.json"
-    not_settings = ("seeds", "variants", "no_progress", "markdown_out", "workers", "device", "work_dir", "jobs", "threads", "one_run_out")
+    not_settings = (
+        "seeds",
+        "variants",
+        "no_progress",
+        "markdown_out",
+        "plots",
+        "plot_only",
+        "workers",
+        "device",
+        "work_dir",
+        "jobs",
+        "threads",
+        "one_run_out",
+    )
     settings = {k: v for k, v in vars(args).items() if k not in not_settings}
     settings["config_sha256"] = sha256_file(args.config)  # an edited recipe is other settings too
     settings = json.loads(json.dumps(settings))
@@ -302,10 +391,14 @@ def main(argv: list[str] | None = None) -> str:
             record(variant, seed, run_variant(variant, seed, args, data_root, work))
     else:
         run_in_children(pending, argv if argv is not None else sys.argv[1:], args, work, record)
-    table = summarise({v: {s: r for s, r in results.get(v, {}).items() if int(s) in seeds} for v in variants}, variants, args)
+    table = summarise(
+        {v: {s: r for s, r in results.get(v, {}).items() if int(s) in seeds} for v in variants}, variants, args
+    )
     print(table)
     if args.markdown_out:
         Path(args.markdown_out).write_text(table + "\n")
+    if args.plots:
+        print(f"figure: {draw_comparison({'settings': settings, 'runs': results}, variants, seeds, args.plots)}")
     return table
 
 

@@ -32,7 +32,9 @@ def main() -> None:
     for workers in args.workers:
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()
-            summary = generate_dataset(out, args.images, 0, seed=args.seed, image_size=(args.height, args.width), workers=workers)
+            summary = generate_dataset(
+                out, args.images, 0, seed=args.seed, image_size=(args.height, args.width), workers=workers
+            )
             elapsed = time.perf_counter() - start
         rate = args.images / elapsed
         print(

@@ -15,16 +15,36 @@ def data() -> None:
 
 
 @data.command()
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Dataset root to write (COCO layout).")
+@click.option(
+    "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Dataset root to write (COCO layout)."
+)
 @click.option("--num-images", type=click.IntRange(min=1), required=True, help="Training images.")
-@click.option("--val-images", type=click.IntRange(min=0), default=None, help="Validation images [default: a tenth of --num-images, at least 1].")
+@click.option(
+    "--val-images",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Validation images [default: a tenth of --num-images, at least 1].",
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
 @click.option("--height", type=click.IntRange(min=32), default=256, show_default=True, help="Image height in pixels.")
 @click.option("--width", type=click.IntRange(min=32), default=320, show_default=True, help="Image width in pixels.")
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Processes [default: CPU count, at most 8].")
-@click.option("--style", type=click.Choice(["standard", "easy"]), default="standard", show_default=True, help="standard: crowded, cluttered, any facing; easy: one or two large people, plain backgrounds.")
+@click.option(
+    "--style",
+    type=click.Choice(["standard", "easy"]),
+    default="standard",
+    show_default=True,
+    help="standard: crowded, cluttered, any facing; easy: one or two large people, plain backgrounds.",
+)
 def synth(
-    out_dir: str, num_images: int, val_images: int | None, seed: int, height: int, width: int, workers: int | None, style: str
+    out_dir: str,
+    num_images: int,
+    val_images: int | None,
+    seed: int,
+    height: int,
+    width: int,
+    workers: int | None,
+    style: str,
 ) -> None:
     """Draw synthetic people into OUT/annotations/person_keypoints_{train,val}.json and OUT/{train,val}/*.jpg."""
     from tqdm import tqdm
@@ -34,8 +54,14 @@ def synth(
     val_images = max(1, num_images // 10) if val_images is None else val_images
     with tqdm(total=num_images + val_images, unit="img", desc="synth") as bar:
         summary = generate_dataset(
-            out_dir, num_images, val_images, seed=seed, image_size=(height, width), workers=workers,
-            progress=lambda split, n: bar.update(n), style=style,
+            out_dir,
+            num_images,
+            val_images,
+            seed=seed,
+            image_size=(height, width),
+            workers=workers,
+            progress=lambda split, n: bar.update(n),
+            style=style,
         )
     for split, path in summary.annotation_files.items():
         click.echo(f"{split:>5}: {summary.images[split]:>7} images {summary.people[split]:>8} people  {path}")
@@ -43,35 +69,72 @@ def synth(
 
 @data.command()
 @click.argument("source")
-@click.option("--cache", "cache_dir", default=".cache/datasets", show_default=True, type=click.Path(file_okay=False), help="Content-addressed cache directory.")
-@click.option("--endpoint-url", default=None, help="S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS).")
-@click.option("--hardlink", is_flag=True, help="Link local files into the cache instead of copying (saves space; in-place edits leak in).")
+@click.option(
+    "--cache",
+    "cache_dir",
+    default=".cache/datasets",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Content-addressed cache directory.",
+)
+@click.option(
+    "--endpoint-url",
+    default=None,
+    help="S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS).",
+)
+@click.option(
+    "--hardlink",
+    is_flag=True,
+    help="Link local files into the cache instead of copying (saves space; in-place edits leak in).",
+)
 def ingest(source: str, cache_dir: str, endpoint_url: str | None, hardlink: bool) -> None:
     """Copy SOURCE (a directory or s3://bucket/prefix in COCO layout) into the cache; print its local root.
 
     A second run with unchanged content downloads nothing.
     """
-    from components.data.ingest import IngestError, ingest as ingest_source, read_ingest_record
+    from components.data.ingest import IngestError, read_ingest_record
+    from components.data.ingest import ingest as ingest_source
+    from components.services.reachability import require_pipeline_services
+    from components.storage.s3 import is_s3_uri
 
+    if is_s3_uri(source):
+        require_pipeline_services(None, endpoint_url)
     try:
         root = ingest_source(source, cache_dir, endpoint_url=endpoint_url, hardlink=hardlink)
     except IngestError as exc:
         raise click.ClickException(str(exc)) from exc
     record = read_ingest_record(root)
-    click.echo(f"{root}  ({record['files']} files, {record['bytes'] / 1e6:.1f} MB, fingerprint {record['fingerprint'][:12]})")
+    click.echo(
+        f"{root}  ({record['files']} files, {record['bytes'] / 1e6:.1f} MB, fingerprint {record['fingerprint'][:12]})"
+    )
 
 
 @data.command()
 @click.option("--ann", required=True, type=click.Path(dir_okay=False), help="COCO person-keypoint annotation file.")
-@click.option("--images", required=True, type=click.Path(file_okay=False), help="Directory holding the images the file lists.")
-@click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None, help="Write report.json and the Great Expectations result here.")
+@click.option(
+    "--images",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Directory holding the images the file lists (not needed with --no-images).",
+)
+@click.option(
+    "--report",
+    "report_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Write report.json and the Great Expectations result here.",
+)
 @click.option("--no-images", is_flag=True, help="Skip opening the images (structure of the JSON only).")
 @click.option("--no-expectations", is_flag=True, help="Skip the statistical (Great Expectations) layer.")
-def validate(ann: str, images: str, report_dir: str | None, no_images: bool, no_expectations: bool) -> None:
+def validate(ann: str, images: str | None, report_dir: str | None, no_images: bool, no_expectations: bool) -> None:
     """Check a COCO keypoint set; print every violation (file, record, rule). Exit 0 if valid, 1 if not."""
+    if images is None and not no_images:
+        raise click.UsageError("--images DIR is needed to check the images (or --no-images to skip them)")
     from components.data.validation import validate_dataset
 
-    report = validate_dataset(ann, images, report_dir, check_images=not no_images, expectations=not no_expectations)
+    report = validate_dataset(
+        ann, images or ".", report_dir, check_images=not no_images, expectations=not no_expectations
+    )
     for violation in report.violations:
         click.echo(str(violation))
     if report.stats:
@@ -88,13 +151,23 @@ def validate(ann: str, images: str, report_dir: str | None, no_images: bool, no_
     counts: dict[str, int] = {}
     for violation in report.violations:
         counts[violation.rule] = counts.get(violation.rule, 0) + 1
-    click.echo(f"INVALID: {ann}: {len(report.violations)} violation(s): " + ", ".join(f"{r} x{n}" for r, n in sorted(counts.items())), err=True)
+    click.echo(
+        f"INVALID: {ann}: {len(report.violations)} violation(s): "
+        + ", ".join(f"{r} x{n}" for r, n in sorted(counts.items())),
+        err=True,
+    )
     raise SystemExit(1)
 
 
 @data.command()
 @click.option("--root", default=None, help="Dataset root in COCO layout (default: data.root of the config).")
-@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Where labeled/holdout/unlabeled JSON and manifest.json go.")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Where labeled/holdout/unlabeled JSON and manifest.json go.",
+)
 @config_options
 def split(root: str | None, out_dir: str, config_path: str | None, overrides: tuple[str, ...]) -> None:
     """Split the training set into labeled, held-out and unlabeled files by data.split_seed.

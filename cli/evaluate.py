@@ -9,6 +9,9 @@ from typing import Any
 
 import click
 
+from cli.errors import CONFIG_ERROR_EXIT, UserError
+from cli.model_options import model_source_options, open_model
+
 METRIC_HELP = "AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl"
 
 
@@ -43,12 +46,12 @@ def override_config(cfg: Any, overrides: tuple[str, ...]) -> Any:
     """A checkpoint's config with `--set` overrides applied and validated again."""
     if not overrides:
         return cfg
-    from components.config import ConfigError, ExperimentConfig, apply_overrides
+    from components.config import ConfigError, with_overrides
 
     try:
-        return ExperimentConfig.model_validate(apply_overrides(cfg.model_dump(mode="json"), list(overrides)))
-    except (ConfigError, ValueError) as exc:
-        raise click.UsageError(f"--set: {exc}") from exc
+        return with_overrides(cfg.model_dump(mode="json"), list(overrides), "the checkpoint's config")
+    except ConfigError as exc:
+        raise UserError(str(exc), CONFIG_ERROR_EXIT) from exc
 
 
 def print_metrics(metrics: dict[str, float], title: str) -> None:
@@ -79,10 +82,11 @@ def print_metrics(metrics: dict[str, float], title: str) -> None:
     "--checkpoint",
     help="Checkpoint file, or a checkpoint directory / s3:// prefix (its latest), to run on --images.",
 )
+@model_source_options
 @click.option(
     "--images",
     type=click.Path(exists=True, file_okay=False),
-    help="Image directory of --ann (with --checkpoint).",
+    help="Image directory of --ann (with --checkpoint or --model).",
 )
 @click.option(
     "--detections",
@@ -120,11 +124,20 @@ def print_metrics(metrics: dict[str, float], title: str) -> None:
     is_flag=True,
     help="Also bin every labeled keypoint as good, jitter, inversion, swap or miss (Ronchi & Perona 2017).",
 )
+@click.option(
+    "--plots",
+    type=click.Path(file_okay=False),
+    help="With --checkpoint: draw its training curves, metrics, per-joint accuracy and errors, and its "
+    "worst and best people into this folder.",
+)
 @click.option("--progress/--no-progress", default=True, help="Progress bar during inference.")
 def evaluate(
     ann: str,
     results: str | None,
     checkpoint: str | None,
+    model_uri: str | None,
+    runtime: str,
+    tracking_uri: str | None,
     images: str | None,
     detections: str | None,
     flip_test: bool | None,
@@ -134,6 +147,7 @@ def evaluate(
     overrides: tuple[str, ...],
     as_json: bool,
     breakdown: bool,
+    plots: str | None,
     progress: bool,
 ) -> None:
     """COCO keypoint AP (OKS, COCO's sigmas) of a results file, or of a checkpoint on a dataset.
@@ -142,32 +156,66 @@ def evaluate(
     Score a results file:   trs-pose evaluate --ann val.json --results results.json --json
     Score a checkpoint:     trs-pose evaluate --checkpoint runs/checkpoints/ckpt-00001000.pt \\
                                 --ann val.json --images val/ [--detections det.json] [--flip-test]
+    Score a registered one: trs-pose evaluate --model models:/trs-pose@champion [--runtime onnx] \\
+                                --ann val.json --images val/
     """
     from components.data.records import RecordError
-    from components.evaluation.coco_eval import AnnotationsError, ResultsError, coco_keypoint_eval, load_ground_truth
+    from components.evaluation.coco_eval import (
+        AnnotationsError,
+        ResultsError,
+        checked_results,
+        coco_keypoint_eval,
+        load_ground_truth,
+    )
     from components.evaluation.error_breakdown import error_breakdown
 
-    if (results is None) == (checkpoint is None):
-        raise click.UsageError("give exactly one of --results (score a file) or --checkpoint (run a model)")
+    model_given = checkpoint is not None or model_uri is not None
+    if (results is None) == (not model_given) or (checkpoint is not None and model_uri is not None):
+        raise click.UsageError("give exactly one of --results (score a file), --checkpoint or --model (run a model)")
     if results is not None and (images or detections or out or flip_test is not None or decoder or overrides):
-        raise click.UsageError("--images, --detections, --flip-test, --decoder, --out and --set need --checkpoint")
-    if checkpoint is not None and images is None:
-        raise click.UsageError("--checkpoint needs --images, the image directory of --ann")
+        raise click.UsageError(
+            "--images, --detections, --flip-test, --decoder, --out and --set need --checkpoint or --model"
+        )
+    if plots is not None and checkpoint is None:
+        raise click.UsageError("--plots needs --checkpoint (its history and predictions)")
+    if model_given and images is None:
+        raise click.UsageError("--checkpoint needs --images, the image directory of --ann (and so does --model)")
     try:
         gt = load_ground_truth(ann)  # parsed once for the metrics and the breakdown
         if results is not None:
-            metrics = coco_keypoint_eval(gt, results)
-            errors = error_breakdown(gt, results) if breakdown else None
+            records = checked_results(results, gt)  # read and checked once for the metrics and the breakdown
+            if not records:
+                raise UserError(f"{results}: the results list is empty, nothing to score (AP would be 0 by definition)")
+            metrics = coco_keypoint_eval(gt, records)
+            errors = error_breakdown(gt, records) if breakdown else None
             title = f"COCO keypoint metrics of {results}"
         else:
+            assert images is not None  # a usage error above otherwise
             with tempfile.TemporaryDirectory() as scratch:
-                predictions = out or (str(Path(scratch) / "results.json") if breakdown else None)
+                predictions = out or (str(Path(scratch) / "results.json") if breakdown or plots else None)
                 metrics = _evaluate_checkpoint(
-                    checkpoint, ann, gt, images, detections, flip_test, decoder, predictions, device, overrides,
+                    checkpoint,
+                    model_uri,
+                    runtime,
+                    tracking_uri,
+                    ann,
+                    gt,
+                    images,
+                    detections,
+                    flip_test,
+                    decoder,
+                    predictions,
+                    device,
+                    overrides,
                     progress=progress and not as_json,
                 )
                 errors = error_breakdown(gt, predictions) if breakdown and predictions else None
-            title = f"COCO keypoint metrics of {checkpoint}"
+                if plots is not None and predictions is not None and checkpoint is not None:
+                    from components.reporting.run_report import draw_checkpoint_figures
+
+                    for figure in draw_checkpoint_figures(checkpoint, metrics, predictions, gt, images, plots):
+                        click.echo(f"figure: {figure}", err=True)
+            title = f"COCO keypoint metrics of {checkpoint or model_uri}"
     except (ResultsError, AnnotationsError, RecordError) as exc:
         raise click.ClickException(str(exc)) from exc
     if as_json:
@@ -179,7 +227,10 @@ def evaluate(
 
 
 def _evaluate_checkpoint(
-    checkpoint: str,
+    checkpoint: str | None,
+    model_uri: str | None,
+    runtime: str,
+    tracking_uri: str | None,
     ann: str,
     gt: Any,
     images: str,
@@ -191,21 +242,37 @@ def _evaluate_checkpoint(
     overrides: tuple[str, ...],
     progress: bool,
 ) -> dict[str, float]:
+    from components.data.validation import missing_images
     from components.evaluation.evaluate import evaluate_model
+    from components.serving.model_source import onnx_runtime
 
-    model, cfg = load_checkpoint_model(checkpoint)
-    cfg = override_config(cfg, overrides)
-    if decoder is not None:
-        cfg.eval.decoder = decoder
-    return evaluate_model(
-        model,
-        ann,
-        images,
-        cfg,
-        detections=detections,
-        flip_test=flip_test,
-        ground_truth=gt,
-        results_out=out,
-        device=resolve_device(device),  # evaluation moves the model there
-        progress=progress,
-    )
+    listed = [Path(image["file_name"]) for image in gt.imgs.values()]
+    missing = missing_images(images, listed)
+    if missing:
+        raise UserError(
+            f"--images {images}: {len(missing)} of the {len(listed)} images {ann} lists are not there "
+            f"(first: {missing[0]}); give the folder that holds them"
+        )
+    with open_model(checkpoint, model_uri, tracking_uri) as opened, tempfile.TemporaryDirectory() as scratch:
+        cfg = override_config(opened.cfg, overrides)
+        if decoder is not None:
+            cfg.eval.decoder = decoder
+        onnx = None
+        if runtime == "onnx":  # the exported whole predictor decodes with argmax, in its graph
+            if cfg.eval.decoder != "argmax":
+                raise click.UsageError("--runtime onnx decodes with argmax (in the graph); drop --decoder dark")
+            flip = cfg.eval.flip_test if flip_test is None else flip_test
+            onnx = onnx_runtime(opened.network, cfg, flip, opened.onnx_path, scratch)
+        return evaluate_model(
+            None if onnx is not None else opened.network,
+            ann,
+            images,
+            cfg,
+            detections=detections,
+            flip_test=flip_test,
+            ground_truth=gt,
+            results_out=out,
+            device=resolve_device(device),  # evaluation moves the model there
+            progress=progress,
+            runtime=onnx,
+        )

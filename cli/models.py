@@ -2,24 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
 from cli.options import config_options, resolve_config
+from components.config import ExperimentConfig
+
+if TYPE_CHECKING:
+    from components.registry.mlflow_client import MlflowClientLike
 
 
-def _registry(config_path: str | None, overrides: tuple[str, ...], tracking_uri: str | None) -> tuple[Any, str, float]:
-    """(client, model name, promotion margin) from the config, with --tracking-uri winning."""
-    from components.registry.registry import registry_client, resolve_tracking_uri
+def _registry(
+    config_path: str | None, overrides: tuple[str, ...], tracking_uri: str | None
+) -> tuple[MlflowClientLike, ExperimentConfig]:
+    """(client, config) from the config, with --tracking-uri winning; S3 (the registry lease) as for `run`."""
+    from components.registry.mlflow_client import registry_client, resolve_tracking_uri
     from components.services.process import ServiceError
+    from pipelines.runner import use_local_services
 
     cfg = resolve_config(config_path, overrides)
     try:
+        cfg = use_local_services(cfg) if tracking_uri is None else cfg
         uri = tracking_uri or resolve_tracking_uri(cfg.registry)
     except ServiceError as exc:
         raise click.ClickException(f"{exc} (or pass --tracking-uri / set MLFLOW_TRACKING_URI)") from exc
-    return registry_client(uri), cfg.registry.model_name, cfg.registry.promotion_margin
+    return registry_client(uri), cfg
 
 
 tracking_option = click.option(
@@ -48,18 +56,21 @@ def list_command(config_path: str | None, overrides: tuple[str, ...], tracking_u
     from rich.console import Console
     from rich.table import Table
 
-    from components.registry.registry import list_versions
+    from components.registry.lifecycle import list_versions
 
-    client, name, _ = _registry(config_path, overrides, tracking_uri)
+    client, cfg = _registry(config_path, overrides, tracking_uri)
+    name = cfg.registry.model_name
     try:
         rows = list_versions(client, name)
     except MlflowException as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
-            click.echo(f"No model named {name!r} is registered at {client.tracking_uri} yet; `trs-pose run` registers one.")
+            click.echo(
+                f"No model named {name!r} is registered at {client.tracking_uri} yet; `trs-pose run` registers one."
+            )
             return
         raise click.ClickException(f"model {name!r}: {exc.message}") from exc
     table = Table(title=f"registered model {name}")
-    for column in ("version", "aliases", "AP", "val set", "decision", "run", "created (UTC)"):
+    for column in ("version", "aliases", "AP", "val set", "decision", "ONNX", "run", "created (UTC)"):
         table.add_column(column)
     for row in rows:
         table.add_row(
@@ -68,6 +79,7 @@ def list_command(config_path: str | None, overrides: tuple[str, ...], tracking_u
             "-" if row.ap is None else f"{row.ap:.4f}",
             (row.val_fingerprint or "-")[:12],
             row.decision or "-",
+            "yes" if row.onnx else "-",
             (row.run_id or "-")[:12],
             row.created.strftime("%Y-%m-%d %H:%M"),
         )
@@ -79,15 +91,19 @@ def list_command(config_path: str | None, overrides: tuple[str, ...], tracking_u
 @config_options
 @tracking_option
 @click.option("--force", is_flag=True, help="Promote even when the rules say no (recorded as 'forced').")
-def promote(version: str, config_path: str | None, overrides: tuple[str, ...], tracking_uri: str | None, force: bool) -> None:
+def promote(
+    version: str, config_path: str | None, overrides: tuple[str, ...], tracking_uri: str | None, force: bool
+) -> None:
     """Make VERSION the champion if it beats the current one (same rules as the pipeline)."""
     from mlflow.exceptions import MlflowException
 
-    from components.registry.registry import RegistryError, promote as promote_version
+    from components.registry.lifecycle import RegistryError
+    from components.registry.promotion_lease import promote_serialised
 
-    client, name, margin = _registry(config_path, overrides, tracking_uri)
+    client, cfg = _registry(config_path, overrides, tracking_uri)
+    name = cfg.registry.model_name
     try:
-        decision = promote_version(client, name, version, margin, force=force)
+        decision = promote_serialised(client, cfg, version, force=force)
     except (RegistryError, MlflowException) as exc:
         raise click.ClickException(str(exc)) from exc
     verdict = "now champion" if decision.promoted else "not promoted"
@@ -103,11 +119,13 @@ def rollback(config_path: str | None, overrides: tuple[str, ...], tracking_uri: 
     """Give `champion` back to the version that held it before the current one."""
     from mlflow.exceptions import MlflowException
 
-    from components.registry.registry import RegistryError, rollback as rollback_champion
+    from components.registry.lifecycle import RegistryError
+    from components.registry.promotion_lease import rollback_serialised
 
-    client, name, _ = _registry(config_path, overrides, tracking_uri)
+    client, cfg = _registry(config_path, overrides, tracking_uri)
+    name = cfg.registry.model_name
     try:
-        replaced, restored = rollback_champion(client, name)
+        replaced, restored = rollback_serialised(client, cfg)
     except (RegistryError, MlflowException) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"{name}: champion rolled back from version {replaced} to version {restored}")

@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from cli.errors import CONFIG_ERROR_EXIT, UserError
 from components.config import ConfigError, ExperimentConfig, load_config
 
 
@@ -32,4 +33,4 @@ def resolve_config(config_path: str | None, overrides: tuple[str, ...]) -> Exper
     try:
         return load_config(config_path, list(overrides))
     except ConfigError as exc:
-        raise click.UsageError(str(exc)) from exc
+        raise UserError(str(exc), CONFIG_ERROR_EXIT) from exc

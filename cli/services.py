@@ -1,4 +1,4 @@
-"""`trs-pose services up | down | status`: the local SeaweedFS (S3) and MLflow servers."""
+"""`trs-pose services up | down | status`: the local SeaweedFS (S3), MLflow and ZenML servers."""
 
 from __future__ import annotations
 
@@ -10,16 +10,17 @@ state_dir_option = click.option(
     "--state-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Where PID files, logs, data and endpoints.json live (default: $TRS_POSE_STATE_DIR or .state/services).",
+    help="Where PID files, logs, data and endpoints.json live (default: $TRS_POSE_STATE_DIR, else .state/services under the project root).",
 )
 
 
 @click.group()
 def services() -> None:
-    """Start, stop and inspect the local S3 (SeaweedFS) and MLflow servers, on 127.0.0.1 only.
+    """Start, stop and inspect the local S3 (SeaweedFS), MLflow and ZenML servers, on 127.0.0.1 only.
 
     The S3 key pair comes from TRS_POSE_S3_ACCESS_KEY / TRS_POSE_S3_SECRET_KEY, or is generated once
-    and kept (owner-only) in the state folder; only `services env --with-credentials` prints it.
+    and kept (owner-only) in the state folder, as are ZenML's admin password and API key; only
+    `services env --with-credentials` prints them.
     """
 
 
@@ -43,7 +44,7 @@ def _print_status(state_dir: Path | None) -> None:
 @click.option("--bucket", default="trs-pose", show_default=True, help="Bucket created for artifacts and data.")
 @click.option("--timeout", default=120.0, show_default=True, help="Seconds to wait for each server's health check.")
 def up(state_dir: Path | None, bucket: str, timeout: float) -> None:
-    """Start SeaweedFS and MLflow unless they already run (safe to repeat)."""
+    """Start SeaweedFS, MLflow and ZenML unless they already run (safe to repeat)."""
     from components.services.manager import services_up
     from components.services.process import ServiceError
 
@@ -78,7 +79,7 @@ def status(state_dir: Path | None) -> None:
 @state_dir_option
 @click.option("--with-credentials", is_flag=True, help="Also print the S3 key pair (for `eval`; keep it out of logs).")
 def env(state_dir: Path | None, with_credentials: bool) -> None:
-    """Print `export` lines that point MLflow and boto3 clients at the running services.
+    """Print `export` lines that point MLflow, ZenML and boto3 clients at the running services.
 
     Use as: eval "$(trs-pose services env --with-credentials)"
     """
@@ -92,7 +93,10 @@ def env(state_dir: Path | None, with_credentials: bool) -> None:
     except ServiceError as exc:
         raise click.ClickException(str(exc)) from exc
     variables = {"MLFLOW_TRACKING_URI": running.tracking_uri, **running.s3.environment()}
+    if running.zenml is not None:
+        variables.update(running.zenml.environment())
+    secret = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "ZENML_STORE_API_KEY"}
     if not with_credentials:
-        variables = {k: v for k, v in variables.items() if k not in {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"}}
+        variables = {k: v for k, v in variables.items() if k not in secret}
     for name, value in variables.items():
         click.echo(f"export {name}={shlex.quote(value)}")

@@ -8,11 +8,13 @@ train.checkpoint.dir unless `--set train.checkpoint.resume=false`.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
+from cli.errors import UserError
 from cli.options import config_options, resolve_config
 
 
@@ -60,7 +62,12 @@ def split_from_data_root(cfg: Any, out_dir: str) -> Any:
 
     try:
         root = prepare_dataset(cfg.data, cfg.storage.endpoint_url)
-    except (FileNotFoundError, IngestError, ValueError) as exc:
+    except FileNotFoundError as exc:  # a config error: retrying the pod cannot make the path appear
+        raise UserError(
+            f"{exc} (a training pod sees only s3:// data roots and its image's files)",
+            cfg.backend.kubernetes.config_error_exit_code,
+        ) from exc
+    except (IngestError, ValueError) as exc:
         raise click.ClickException(f"data.root={cfg.data.root}: {exc}") from exc
     train_ann, train_images = coco_layout(root, cfg.data.train_split)
     val_ann, val_images = coco_layout(root, cfg.data.val_split)
@@ -69,19 +76,64 @@ def split_from_data_root(cfg: Any, out_dir: str) -> Any:
     return split_from_annotations(str(train_ann), str(train_images), str(val_ann), str(val_images), out_dir, cfg)
 
 
-def split_for_this_node(
-    cfg: Any, ctx: Any, split_dir: str | None, ann: str | None, images: str | None,
-    val_ann: str | None, val_images: str | None, split_out: str,
-) -> Any:
-    """The split to train on. Under torchrun the first process of each node prepares the data and
-    writes the split (deterministic, so every node writes the same), and the others read it back."""
-    from components.engine.distributed import barrier
+def reject_split(message: str, exit_code: int) -> NoReturn:
+    """A split the pod must not train on is a config error: one line, and the configured exit code so
+    the Job fails at once instead of retrying."""
+    from cli.errors import UserError
 
+    raise UserError(message, exit_code)
+
+
+def split_from_published(cfg: Any, ctx: Any, published: Any, out_dir: str) -> Any:
+    """The pipeline's split, downloaded from S3 by the first process of each node and checked file by
+    file against the hashes the pipeline recorded; the node's other processes wait and read it."""
+    from components.data.published_split import SplitIntegrityError, fetch_split, split_files_in
+    from components.engine.distributed import barrier
+    from components.storage.s3 import s3_client
+
+    if ctx.local_rank == 0:
+        try:
+            fetch_split(published, out_dir, s3_client(cfg.storage.endpoint_url, cfg.storage.region))
+        except SplitIntegrityError as exc:
+            reject_split(str(exc), cfg.backend.kubernetes.config_error_exit_code)
+    barrier(ctx)
+    return split_files_in(published, out_dir)
+
+
+def split_for_this_node(
+    cfg: Any,
+    ctx: Any,
+    split_dir: str | None,
+    ann: str | None,
+    images: str | None,
+    val_ann: str | None,
+    val_images: str | None,
+    split_out: str,
+) -> Any:
+    """The split to train on. In a pod, only the split the pipeline published (TRS_POSE_SPLIT): a pod
+    never ingests or splits by itself. Elsewhere, under torchrun, the first process of each node
+    prepares the data and writes the split (deterministic, so every node writes the same), and the
+    others read it back."""
+    from components.data.published_split import SPLIT_ENV, SplitIntegrityError, published_split_from_env
+    from components.engine.distributed import barrier
+    from components.kubernetes.manifests import RUN_URI_ENV
+
+    code = cfg.backend.kubernetes.config_error_exit_code
+    try:
+        published = published_split_from_env()
+    except SplitIntegrityError as exc:
+        reject_split(str(exc), code)
+    if published is not None:
+        return split_from_published(cfg, ctx, published, split_out)
+    if os.environ.get(RUN_URI_ENV) and not (split_dir or ann):
+        reject_split(f"{SPLIT_ENV} is not set: a training pod trains only on the split the pipeline published", code)
     if split_dir:
         return split_from_dir(split_dir)
     split = None
     if ctx.local_rank == 0:
         if ann:
+            if images is None:
+                raise click.UsageError("--ann needs --images, the image directory it describes")
             split = split_from_annotations(ann, images, val_ann, val_images, split_out, cfg)
         else:
             split = split_from_data_root(cfg, split_out)
@@ -113,14 +165,44 @@ def print_summary(result: Any, cfg: Any) -> None:
 
 @click.command()
 @config_options
-@click.option("--split-dir", type=click.Path(file_okay=False), default=None, help="A split made by `trs-pose data split --out DIR`.")
-@click.option("--ann", type=click.Path(exists=True, dir_okay=False), default=None, help="Training COCO keypoint file, split here by the config's data section.")
+@click.option(
+    "--split-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="A split made by `trs-pose data split --out DIR`.",
+)
+@click.option(
+    "--ann",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Training COCO keypoint file, split here by the config's data section.",
+)
 @click.option("--images", type=click.Path(exists=True, file_okay=False), default=None, help="Images of --ann.")
-@click.option("--val-ann", type=click.Path(exists=True, dir_okay=False), default=None, help="Validation COCO file [default: --ann].")
-@click.option("--val-images", type=click.Path(exists=True, file_okay=False), default=None, help="Images of --val-ann [default: --images].")
-@click.option("--split-out", type=click.Path(file_okay=False), default="runs/split", show_default=True, help="Where --ann's split is written.")
-@click.option("--checkpoint-dir", default=None, help="Local dir or s3:// prefix (shorthand for --set train.checkpoint.dir=...).")
-@click.option("--metrics-file", type=click.Path(dir_okay=False), default=None, help="Append metrics as JSON lines here.")
+@click.option(
+    "--val-ann",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="Validation COCO file [default: --ann].",
+)
+@click.option(
+    "--val-images",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Images of --val-ann [default: --images].",
+)
+@click.option(
+    "--split-out",
+    type=click.Path(file_okay=False),
+    default="runs/split",
+    show_default=True,
+    help="Where --ann's split is written.",
+)
+@click.option(
+    "--checkpoint-dir", default=None, help="Local dir or s3:// prefix (shorthand for --set train.checkpoint.dir=...)."
+)
+@click.option(
+    "--metrics-file", type=click.Path(dir_okay=False), default=None, help="Append metrics as JSON lines here."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as one JSON object instead of a table.")
 @click.option("--no-progress", is_flag=True, help="No progress bar (logs, CI).")
 def train(
@@ -139,7 +221,9 @@ def train(
 ) -> None:
     """Train on a split (--split-dir), on a COCO file split here (--ann/--images), or on data.root.
 
-    In a training pod (TRS_POSE_RUN_URI set) rank 0 also writes result.json for the launcher.
+    In a training pod (TRS_POSE_RUN_URI set) it trains only on the split the pipeline published
+    (TRS_POSE_SPLIT: S3 URI and recorded sha256 of every file, checked before training), and rank 0
+    also writes result.json for the launcher.
 
     \b
     Examples:
@@ -171,9 +255,12 @@ def train(
     if not ctx.is_main:
         return
     from components.kubernetes.run_result import publish_if_in_pod
+    from components.storage.s3 import patient_s3_client
 
     metrics = last_metrics(result.history)
-    publish_if_in_pod(result.checkpoint_uri, result.step, metrics)
+    storage = cfg.storage
+    result_store = patient_s3_client(storage.endpoint_url, storage.region, storage.retry_deadline_s)
+    publish_if_in_pod(result.checkpoint_uri, result.step, metrics, result_store)
     if as_json:
         click.echo(json.dumps({"checkpoint": result.checkpoint_uri, "step": result.step, "metrics": metrics}))
     else:

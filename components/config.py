@@ -12,6 +12,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from components.errors import TrsPoseError
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -132,7 +134,9 @@ class ConsistencyConfig(Section):
 class MFLConfig(Section):
     enabled: bool = True
     weights: tuple[float, ...] = (0.5, 0.25, 0.125)  # one per ModelConfig.mfl_strides entry
-    in_baselines: bool = False  # also deep-supervise supervised / mean_teacher: separates MFL's gain from the unlabeled data's
+    in_baselines: bool = (
+        False  # also deep-supervise supervised / mean_teacher: separates MFL's gain from the unlabeled data's
+    )
 
 
 class KeypointMixConfig(Section):
@@ -149,6 +153,20 @@ class CheckpointConfig(Section):
     every: int = Field(200, ge=1)
     resume: bool = True
     keep_last: int = Field(2, ge=1)
+
+
+class CompileConfig(Section):
+    """`torch.compile` switches: fewer, fused kernel launches where the host bounds the iteration.
+
+    `student_step` compiles the student network, so its forward and (through AOTAutograd) its
+    backward run as compiled graphs; `teacher_forward` compiles the teacher's and the reviewer
+    snapshots' inference forwards. `mode="reduce-overhead"` adds CUDA graphs on a GPU.
+    """
+
+    student_step: bool = False
+    teacher_forward: bool = False
+    mode: Literal["default", "reduce-overhead", "max-autotune-no-cudagraphs"] = "default"
+    backend: Literal["inductor", "aot_eager"] = "inductor"  # aot_eager: no code generation, for debugging
 
 
 class TrainConfig(Section):
@@ -169,6 +187,9 @@ class TrainConfig(Section):
     sync_bn: bool = True  # SyncBatchNorm across GPUs under torchrun (no CPU kernel: gloo runs plain BN)
     freeze_bn: bool = False  # BN layers use running statistics while training (tiny per-device batches)
     num_workers: int = Field(2, ge=0)
+    # cpu: loader workers decode and augment; gpu: workers read JPEG bytes, the device decodes and augments
+    data_path: Literal["cpu", "gpu"] = "cpu"
+    compile: CompileConfig = Field(default_factory=CompileConfig)
     device: str = "auto"
     seed: int = 0
     log_every: int = Field(20, ge=1)
@@ -196,6 +217,8 @@ class StorageConfig(Section):
     endpoint_url: str | None = None  # None means AWS; set for SeaweedFS, MinIO, Ceph...
     bucket: str = "trs-pose"
     region: str = "us-east-1"
+    retry_deadline_s: float = Field(180.0, gt=0.0)  # checkpoint and result writes retry this long, then fail
+    run_lease_ttl_s: float = Field(60.0, ge=3.0)  # a run whose process died is seen dead this long after
 
 
 class RegistryConfig(Section):
@@ -203,6 +226,9 @@ class RegistryConfig(Section):
     experiment: str = "trs-pose"
     model_name: str = "trs-pose"
     promotion_margin: float = Field(0.0, ge=0.0)  # AP the challenger must add over the champion
+    lease_timeout_s: float = Field(120.0, gt=0.0)  # a promotion or rollback waits this long for the registry lease
+    lease_ttl_s: float = Field(60.0, ge=5.0)  # a crashed holder's lease expires this long after its last renewal
+    retry_deadline_s: float = Field(180.0, gt=0.0)  # MLflow logging and registration retry this long, then fail
 
 
 class KubernetesConfig(Section):
@@ -215,6 +241,7 @@ class KubernetesConfig(Section):
     tolerations: list[dict[str, Any]] = Field(default_factory=list)
     s3_secret: str = "trs-pose-s3"
     mlflow_secret: str = "trs-pose-mlflow"
+    zenml_secret: str = "trs-pose-zenml"  # ZENML_STORE_URL + ZENML_STORE_API_KEY for the retraining CronJob
     active_deadline_seconds: int = Field(86_400, ge=60)
     backoff_limit: int = Field(3, ge=0)
     ttl_seconds_after_finished: int = Field(86_400, ge=0)
@@ -271,16 +298,21 @@ class ExperimentConfig(Section):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-class ConfigError(ValueError):
+class ConfigError(TrsPoseError, ValueError):
     """A config file or override that does not validate; the message names the file and field."""
 
 
 def parse_override(override: str) -> tuple[list[str], Any]:
     """`train.iterations=200` -> (["train", "iterations"], 200); the value is parsed as YAML."""
     key, sep, raw = override.partition("=")
-    if not sep or not key.strip():
-        raise ConfigError(f"override {override!r} is not of the form section.field=value")
-    return key.strip().split("."), yaml.safe_load(raw)
+    if not sep or not key.strip() or any(not part.strip() for part in key.split(".")):
+        raise ConfigError(f"--set {override!r}: not of the form section.field=value")
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        problem = getattr(exc, "problem", None) or "unparsable"
+        raise ConfigError(f"--set {override!r}: the value is not valid YAML ({problem}); quote it as a string") from exc
+    return [part.strip() for part in key.split(".")], value
 
 
 def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -290,7 +322,7 @@ def apply_overrides(tree: dict[str, Any], overrides: list[str]) -> dict[str, Any
         for part in path[:-1]:
             child = node.setdefault(part, {})
             if not isinstance(child, dict):
-                raise ConfigError(f"override {override!r}: {part!r} is not a section")
+                raise ConfigError(f"--set {override!r}: {part!r} is not a section")
             node = child
         node[path[-1]] = value
     return tree
@@ -306,16 +338,34 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             loaded = yaml.safe_load(Path(path).read_text())
         except FileNotFoundError as exc:
             raise ConfigError(f"{source}: config file not found") from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{source}: not valid YAML: {' '.join(str(exc).split())}") from exc
+        except IsADirectoryError as exc:
+            raise ConfigError(f"{source}: a directory, not a config file") from exc
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError(f"{source}: the top level must be a mapping, got {type(loaded).__name__}")
         tree = loaded or {}
-    apply_overrides(tree, overrides or [])
+    return with_overrides(tree, overrides or [], source)
+
+
+def with_overrides(tree: dict[str, Any], overrides: list[str], source: str) -> ExperimentConfig:
+    """`tree` (from `source`: a file, a checkpoint) with the overrides applied, validated; errors blame their origin."""
+    apply_overrides(tree, overrides)
     try:
         return ExperimentConfig.model_validate(tree)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{source}: {problems}") from exc
+        raise ConfigError(_blame(exc, source, overrides)) from exc
+
+
+def _blame(exc: ValidationError, source: str, overrides: list[str]) -> str:
+    """Each problem with its origin: the last `--set` that wrote the field (or a section above it), else the file."""
+    problems: list[str] = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        where = source
+        for override in overrides:
+            path = [part.strip() for part in override.partition("=")[0].split(".")]
+            if loc[: len(path)] == path or path[: len(loc)] == loc and loc:
+                where = f"--set {override!r}"
+        problems.append(f"{where}: {'.'.join(loc) or '<root>'}: {err['msg']}")
+    return "; ".join(problems)

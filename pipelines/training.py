@@ -18,7 +18,7 @@ def training(config: dict) -> None:
     """`config` is the resolved ExperimentConfig as JSON; every step validates it again."""
     dataset = ingest_data(config)
     validation = validate_data(dataset)
-    split = split_data(dataset, validation, config["data"])
+    split, _manifest = split_data(dataset, validation, config["data"])
     trained = train_model(split, config)
     metrics = evaluate_student(trained, split, config)
     version = register_model(trained, metrics, split, config)

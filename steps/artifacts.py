@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel
+
+from components.data.split import SplitFiles
 
 
 class DatasetArtifact(BaseModel):
@@ -27,6 +31,10 @@ class SplitArtifact(BaseModel):
     val_ann: str
     val_images: str
     manifest: str
+    dataset_root: str  # the ingested dataset the images live in (content-addressed)
+
+    def files(self) -> SplitFiles:
+        return SplitFiles(**{key: Path(value) for key, value in self.model_dump(exclude={"dataset_root"}).items()})
 
 
 class TrainingArtifact(BaseModel):

@@ -1,4 +1,4 @@
-"""Step 5: OKS AP of the student on the validation set, with pycocotools."""
+"""Step 5: OKS AP of the student on the validation set, with pycocotools (registration logs it to MLflow)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from zenml import step
 from components.data.split import sha256_file
 from components.engine.checkpoint import load_student
 from components.evaluation.evaluate import evaluate_model
-from components.registry.registry import registry_client, resolve_tracking_uri
 from steps.artifacts import MetricsArtifact, SplitArtifact, TrainingArtifact
 from steps.context import experiment_config, run_dir
 
@@ -24,9 +23,6 @@ def evaluate_student(
     results_file = run_dir(cfg) / "val_results.json"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     metrics = evaluate_model(model, split.val_ann, split.val_images, cfg, results_out=results_file, device=device)
-    client = registry_client(resolve_tracking_uri(cfg.registry))
-    for key, value in metrics.items():
-        client.log_metric(training.mlflow_run_id, f"val.{key}", float(value), step=training.step)
     return MetricsArtifact(
         metrics={k: float(v) for k, v in metrics.items()},
         val_fingerprint=sha256_file(split.val_ann),

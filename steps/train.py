@@ -1,15 +1,17 @@
-"""Step 4: TRS training, in this process or in a Kubernetes pod; metrics stream to MLflow."""
+"""Step 4: TRS training, in this process or in a Kubernetes pod; metrics stream to MLflow.
+
+A pod trains on this run's split: it is published to S3 and the pod gets its URI and hashes."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Annotated
 
 from zenml import step
 
-from components.data.split import SplitFiles
-from components.registry.tracking import tracked_run
+from components.registry.mlflow_client import resolve_tracking_uri
+from components.registry.outages import patient_registry_client
+from components.registry.run_logging import MLflowMetricLogger, mlflow_run
 from steps.artifacts import SplitArtifact, TrainingArtifact
 from steps.context import experiment_config, run_dir, run_name
 
@@ -19,20 +21,27 @@ def train_model(split: SplitArtifact, config: dict) -> Annotated[TrainingArtifac
     name = run_name()
     cfg = experiment_config(config)
     history_file = run_dir(cfg) / "history.json"
-    with tracked_run(cfg, name) as logger:
+    client = patient_registry_client(resolve_tracking_uri(cfg.registry), cfg.registry.retry_deadline_s)
+    with mlflow_run(client, cfg, name) as mlflow_run_id:
+        logger = MLflowMetricLogger(mlflow_run_id, client)
         if cfg.backend.kind == "kubernetes":
+            from components.data.published_split import publish_split
+            from components.engine.checkpoint import load_checkpoint
             from components.kubernetes.launcher import launch_training
+            from components.storage.s3 import s3_client
 
-            launched = launch_training(cfg, run_id=name)
-            checkpoint_uri, step, history = launched.checkpoint_uri, launched.step, [launched.metrics]
+            s3 = s3_client(cfg.storage.endpoint_url, cfg.storage.region)
+            published = publish_split(split.files(), split.dataset_root, s3, cfg.storage.bucket)
+            launched = launch_training(cfg, run_id=name, split=published)
+            checkpoint_uri, step = launched.checkpoint_uri, launched.step
+            history = load_checkpoint(checkpoint_uri, s3).get("history") or [launched.metrics]  # the pod's full history
             logger.log_metrics(launched.metrics, step)
         else:
             from components.engine.trainer import train
 
-            files = SplitFiles(**{key: Path(value) for key, value in split.model_dump().items()})
-            result = train(cfg, files, logger=logger)
+            result = train(cfg, split.files(), logger=logger)
             checkpoint_uri, step, history = result.checkpoint_uri, result.step, result.history
         history_file.write_text(json.dumps(history))
     return TrainingArtifact(
-        checkpoint_uri=checkpoint_uri, step=step, mlflow_run_id=logger.run_id, history_file=str(history_file)
+        checkpoint_uri=checkpoint_uri, step=step, mlflow_run_id=mlflow_run_id, history_file=str(history_file)
     )

@@ -9,10 +9,11 @@ from zenml import save_artifact, step
 
 from components.data.split import coco_layout
 from components.data.validation import ValidationReport, validate_dataset
+from components.errors import TrsPoseError
 from steps.artifacts import DatasetArtifact, ValidationArtifact
 
 
-class DataValidationError(RuntimeError):
+class DataValidationError(TrsPoseError, RuntimeError):
     """The dataset broke validation rules; the report artifact lists every violation."""
 
 

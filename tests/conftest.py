@@ -50,4 +50,4 @@ def free_port() -> int:
     return find_free_port()
 
 
-pytest_plugins = ["tests.service_fixtures"]
+pytest_plugins = ["tests.service_fixtures", "tests.serving_fixtures"]

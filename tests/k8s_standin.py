@@ -21,6 +21,7 @@ its tests instead of passing against a fake that is too kind.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import re
@@ -53,7 +54,9 @@ def _matches(labels: dict[str, str], selector: str) -> bool:
 def _pod_template(job: dict[str, Any], replica: str, index: int) -> tuple[dict[str, Any], dict[str, str]]:
     """The pod template a controller stamps pods from, and the labels it adds of its own."""
     name = job["metadata"]["name"]
-    if job["kind"] == "TrainJob":  # TrainJob -> JobSet -> indexed Job "node"; the renderer's runtime patch is the template
+    if (
+        job["kind"] == "TrainJob"
+    ):  # TrainJob -> JobSet -> indexed Job "node"; the renderer's runtime patch is the template
         patch = job["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
         return patch["template"]["spec"]["template"], {
             "jobset.sigs.k8s.io/jobset-name": name,
@@ -157,7 +160,9 @@ class StandInApiServer:
                 status["conditions"] = [c for c in status["conditions"] if c["type"] != condition["type"]] + [condition]
             if container_state is not None:
                 name = pod["spec"]["containers"][0]["name"]
-                status["containerStatuses"] = [{"name": name, "ready": "running" in container_state, "state": container_state}]
+                status["containerStatuses"] = [
+                    {"name": name, "ready": "running" in container_state, "state": container_state}
+                ]
             self._record("MODIFIED", pod)
 
     def write_log(self, pod_name: str, *lines: str) -> None:
@@ -205,10 +210,9 @@ class StandInApiServer:
                 return
 
             def handle(self) -> None:
-                try:
+                # the launcher may drop a watch or log stream at any time
+                with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                     super().handle()
-                except (BrokenPipeError, ConnectionResetError):  # the launcher dropped a watch or log stream
-                    pass
 
             def _send_json(self, code: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
@@ -235,7 +239,15 @@ class StandInApiServer:
 
             def _status(self, code: int, reason: str, message: str) -> None:
                 self._send_json(
-                    code, {"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": reason, "message": message, "code": code}
+                    code,
+                    {
+                        "kind": "Status",
+                        "apiVersion": "v1",
+                        "status": "Failure",
+                        "reason": reason,
+                        "message": message,
+                        "code": code,
+                    },
                 )
 
             def _route(self, method: str) -> None:
@@ -308,8 +320,14 @@ class StandInApiServer:
                 selector = query.get("labelSelector", "")
                 if query.get("watch", "").lower() not in ("true", "1"):
                     with server.changed:
-                        items = [p for (ns, _), p in server.pods.items() if ns == namespace and _matches(p["metadata"]["labels"], selector)]
-                        return self._send_json(200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items})
+                        items = [
+                            p
+                            for (ns, _), p in server.pods.items()
+                            if ns == namespace and _matches(p["metadata"]["labels"], selector)
+                        ]
+                        return self._send_json(
+                            200, {"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}
+                        )
                 deadline = time.monotonic() + float(query.get("timeoutSeconds", 30))
                 self._start_stream("application/json")
                 with server.changed:

@@ -1,6 +1,6 @@
-"""Fixtures that start real servers (SeaweedFS S3, MLflow) on free loopback ports.
+"""Fixtures that start real servers (SeaweedFS S3, MLflow, ZenML) on free loopback ports.
 
-Both are session-scoped (one of each per test run; the machines are small) and stopped at the end.
+All are session-scoped (one of each per test run; the machines are small) and stopped at the end.
 Tests sharing them keep out of each other's way with their own bucket prefixes, experiment names
 and registered-model names (`unique_name`).
 
@@ -13,23 +13,27 @@ and registered-model names (`unique_name`).
         with mlflow_server.use():                          # MLFLOW_TRACKING_URI + mlflow.set_tracking_uri
             ...
         mlflow_server.client()                             # an MlflowClient bound to the server
+
+    def test_lineage(zenml_server):                        # ZenMLEndpoint: url + api_key
+        monkeypatch.setenv("ZENML_STORE_URL", zenml_server.url)   # or zenml_server.environment()
 """
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
 from components.services.mlflow_server import MLflowServer
 from components.services.process import ServiceError
 from components.services.seaweedfs import S3Credentials, S3Endpoint, SeaweedFSServer
+from components.services.zenml_server import ZenMLEndpoint, ZenMLServer
 
 TEST_ACCESS_KEY = "TRSPOSETESTKEY"
 TEST_SECRET_KEY = "trs-pose-test-secret-not-for-production"
@@ -75,18 +79,27 @@ class MLflowService:
             mlflow.set_registry_uri(saved_uri)
 
 
+ServerT = TypeVar("ServerT", SeaweedFSServer, MLflowServer, ZenMLServer)
+
+
+def start_server(make: Callable[[], ServerT], timeout: float) -> tuple[ServerT, Any]:
+    """Start a server tied to this test process; a port taken between choosing and binding (other test
+    runs share the host) gets one more try on fresh ports. Returns the server and what `start` gave."""
+    server = make()
+    try:
+        return server, server.start(timeout=timeout, tie_to_parent=True)
+    except ServiceError:
+        server.stop()
+        server = make()
+        return server, server.start(timeout=timeout, tie_to_parent=True)
+
+
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
     """A real SeaweedFS S3 endpoint with key TEST_ACCESS_KEY/TEST_SECRET_KEY and bucket TEST_BUCKET."""
     state = tmp_path_factory.mktemp("seaweedfs-state")
     credentials = S3Credentials(TEST_ACCESS_KEY, TEST_SECRET_KEY)
-    server = SeaweedFSServer(state, credentials, bucket=TEST_BUCKET)
-    try:
-        endpoint = server.start(timeout=60.0, tie_to_parent=True)
-    except ServiceError:  # a port taken between choosing and binding (other test runs share the host)
-        server.stop()
-        server = SeaweedFSServer(state, credentials, bucket=TEST_BUCKET)
-        endpoint = server.start(timeout=60.0, tie_to_parent=True)
+    server, endpoint = start_server(lambda: SeaweedFSServer(state, credentials, bucket=TEST_BUCKET), 60.0)
     try:
         yield endpoint
     finally:
@@ -97,14 +110,35 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Endpoint]:
 def mlflow_server(s3_server: S3Endpoint, tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLflowService]:
     """A real MLflow tracking server (SQLite) whose artifacts go to s3://TEST_BUCKET/mlflow."""
     state: Path = tmp_path_factory.mktemp("mlflow-state")
-    server = MLflowServer(state, s3_server)
-    try:
-        tracking_uri = server.start(timeout=120.0, tie_to_parent=True)
-    except ServiceError:  # as above: retry once on fresh ports
-        server.stop()
-        server = MLflowServer(state, s3_server)
-        tracking_uri = server.start(timeout=120.0, tie_to_parent=True)
+    server, tracking_uri = start_server(lambda: MLflowServer(state, s3_server), 120.0)
     try:
         yield MLflowService(tracking_uri, s3_server, server.artifacts_destination)
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def zenml_server(s3_server: S3Endpoint, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ZenMLEndpoint]:
+    """A real ZenML server (SQLite, dashboard) with a generated admin and an API key for clients."""
+    state: Path = tmp_path_factory.mktemp("zenml-state")
+    server, endpoint = start_server(lambda: ZenMLServer(state, s3_server), 180.0)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def zenml_home(tmp_path_factory: pytest.TempPathFactory, zenml_server: ZenMLEndpoint) -> Iterator[Path]:
+    """This process's ZenML client (and its children's): its own config folder, connected to the session's
+    ZenML server; the variables are restored when the module is done."""
+    home = tmp_path_factory.mktemp("zenml")
+    variables = {"ZENML_CONFIG_PATH": str(home), **zenml_server.environment()}
+    saved = {name: os.environ.get(name) for name in variables}
+    os.environ.update(variables)
+    yield home
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -84,15 +84,9 @@ class FakeS3:
     def delete_object(self, Bucket: str, Key: str) -> None:
         del self.objects[(Bucket, Key)]
 
-    def get_paginator(self, name: str) -> Any:
-        store = self.objects
-
-        class Paginator:
-            def paginate(self, Bucket: str, Prefix: str) -> list[dict[str, Any]]:
-                keys = sorted(k for b, k in store if b == Bucket and k.startswith(Prefix))
-                return [{"Contents": [{"Key": k} for k in keys]}]
-
-        return Paginator()
+    def list_objects_v2(self, Bucket: str, Prefix: str) -> dict[str, Any]:
+        keys = sorted(k for b, k in self.objects if b == Bucket and k.startswith(Prefix))
+        return {"Contents": [{"Key": k} for k in keys], "IsTruncated": False}
 
 
 def test_s3_uploads_object_before_pointer_and_round_trips() -> None:

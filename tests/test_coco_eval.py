@@ -15,18 +15,20 @@ import torch.nn.functional as F
 from components.config import ExperimentConfig
 from components.data.geometry import apply_affine
 from components.data.records import load_person_records
-from components.data.targets import gaussian_heatmaps
 from components.data.transforms import base_view
 from components.evaluation.coco_eval import METRIC_NAMES, ResultsError, coco_keypoint_eval
 from components.evaluation.evaluate import evaluate_model
 from components.evaluation.inference import decode_to_image, person_scores, predict_dataset, result_records
 from components.evaluation.nms import oks_nms
+from components.heatmap_codec import gaussian_heatmaps
 from components.keypoints import NUM_KEYPOINTS, OKS_SIGMAS, PERSON_CATEGORY
 
 THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
 
-def make_person(rng: np.random.Generator, image_id: int, ann_id: int, origin: tuple[float, float], size: float) -> dict[str, Any]:
+def make_person(
+    rng: np.random.Generator, image_id: int, ann_id: int, origin: tuple[float, float], size: float
+) -> dict[str, Any]:
     """A ground-truth person: 17 visible keypoints inside a square box of side `size` at `origin`."""
     points = np.asarray(origin) + rng.uniform(0.1, 0.9, size=(NUM_KEYPOINTS, 2)) * size
     keypoints = np.concatenate([points.round(1), np.full((NUM_KEYPOINTS, 1), 2.0)], axis=1)
@@ -80,7 +82,7 @@ def test_shift_scores_the_hand_computed_oks(ground_truth: dict[str, Any]) -> Non
     # COCO's OKS: mean over labeled keypoints of exp(-d^2 / (2 * area * (2 sigma)^2))
     oks = np.mean(np.exp(-np.sum(shift**2) / (2.0 * person["area"] * (2.0 * OKS_SIGMAS) ** 2)))
     assert np.min(np.abs(THRESHOLDS - oks)) > 0.01, "pick a shift whose OKS is not on a threshold"
-    cleared = THRESHOLDS <= oks
+    cleared = oks >= THRESHOLDS
     assert 0 < cleared.sum() < len(THRESHOLDS), "the case must cross some thresholds and not others"
     results = [{"image_id": 2, "category_id": 1, "keypoints": predicted.ravel().tolist(), "score": 1.0}]
     metrics = coco_keypoint_eval(gt, results)
@@ -133,7 +135,9 @@ def test_pycocotools_is_silent_unless_asked(ground_truth: dict[str, Any], capsys
         ({"keypoints": [float("inf")] * 51}, r"record 1: rule 'keypoints are finite numbers'"),
     ],
 )
-def test_bad_records_name_the_record_and_rule(ground_truth: dict[str, Any], change: dict[str, Any], message: str) -> None:
+def test_bad_records_name_the_record_and_rule(
+    ground_truth: dict[str, Any], change: dict[str, Any], message: str
+) -> None:
     results = perfect_results(ground_truth)
     results[1] = {**results[1], **change}
     with pytest.raises(ResultsError, match=message):

@@ -217,10 +217,14 @@ def test_eval_crop_is_the_padded_box_with_ids_and_scores(tmp_path: Path) -> None
     assert len(EvalPoseDataset(ann_file, tmp_path / "img", cfg, min_keypoints=0)) == 2
 
     detections = tmp_path / "dets.json"
-    detections.write_text(json.dumps([
-        {"image_id": 1, "category_id": 1, "bbox": [30, 40, 50, 100], "score": 0.9},
-        {"image_id": 1, "category_id": 1, "bbox": [60, 40, 50, 100], "score": 0.2},
-    ]))
+    detections.write_text(
+        json.dumps(
+            [
+                {"image_id": 1, "category_id": 1, "bbox": [30, 40, 50, 100], "score": 0.9},
+                {"image_id": 1, "category_id": 1, "bbox": [60, 40, 50, 100], "score": 0.2},
+            ]
+        )
+    )
     from_detections = EvalPoseDataset.from_detections(detections, ann_file, tmp_path / "img", cfg, min_score=0.5)
     assert len(from_detections) == 1
     item = from_detections[0]

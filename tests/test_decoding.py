@@ -9,9 +9,8 @@ import torch.nn.functional as F
 
 from components.config import ExperimentConfig
 from components.data.geometry import apply_affine, heatmap_to_input, hflip_affine, input_to_heatmap
-from components.data.targets import gaussian_heatmaps
-from components.evaluation.decoding import decode_heatmaps, flip_heatmaps
 from components.evaluation.inference import crops_to_image, decode_to_image, model_heatmaps
+from components.heatmap_codec import decode_heatmaps, flip_heatmaps, gaussian_heatmaps
 from components.keypoints import FLIP_INDEX, FLIP_PAIRS, NUM_KEYPOINTS
 
 HEATMAP_SIZE = (64, 48)
@@ -153,6 +152,7 @@ def test_flipped_heatmaps_decode_to_mirrored_swapped_coordinates(subpixel_points
 
 def test_flip_test_refuses_widths_that_do_not_line_up() -> None:
     with pytest.raises(ValueError, match="multiple of the heatmap width"):
+
         def cropping_model(x: torch.Tensor) -> torch.Tensor:
             return x[:, :, ::4, ::4][..., :-1]
 
@@ -168,9 +168,14 @@ def test_decoded_coordinates_back_project_to_image_pixels() -> None:
     from components.data.geometry import crop_affine
 
     crop_points = np.stack(
-        [apply_affine(p, crop_affine(c, s, 0.0, cfg.input.image_size)) for p, c, s in zip(image_points, centers, scales)]
+        [
+            apply_affine(p, crop_affine(c, s, 0.0, cfg.input.image_size))
+            for p, c, s in zip(image_points, centers, scales)
+        ]
     )
-    np.testing.assert_allclose(crops_to_image(crop_points, centers, scales, cfg.input.image_size), image_points, atol=1e-9)
+    np.testing.assert_allclose(
+        crops_to_image(crop_points, centers, scales, cfg.input.image_size), image_points, atol=1e-9
+    )
     heatmaps = render(input_to_heatmap(crop_points, cfg.input.heatmap_stride), cfg.input.heatmap_size, cfg.input.sigma)
     cfg.eval.decoder = "dark"
     decoded, _ = decode_to_image(torch.from_numpy(heatmaps), centers, scales, cfg)

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from components.data.device_views import (
+    BLUR_SIGMA_RANGE,
+    ViewBatch,
     apply_affines,
     apply_photometric_,
-    gaussian_targets,
+    blur_draws,
+    blur_sigmas,
+    crop_affines,
+    gaussian_blur,
     photometric_,
     photometric_factors,
     warp_crops,
 )
 from components.data.geometry import apply_affine, invert_affine
-from components.data.targets import gaussian_heatmaps
 from components.data.transforms import View, photometric, warp
+from components.heatmap_codec import gaussian_heatmaps, gaussian_targets
 
 SOURCE_SIZE = (48, 64)  # (h, w) of the test images
 CROP_SIZE = (32, 24)  # (h, w): the 4:3 network input, small
@@ -58,8 +64,10 @@ def interior_mask(affine: np.ndarray, margin: float = 1.0) -> np.ndarray:
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     src = apply_affine(np.stack([xs, ys], axis=-1), invert_affine(affine))
     return (
-        (src[..., 0] >= margin) & (src[..., 0] <= SOURCE_SIZE[1] - 1 - margin)
-        & (src[..., 1] >= margin) & (src[..., 1] <= SOURCE_SIZE[0] - 1 - margin)
+        (src[..., 0] >= margin)
+        & (src[..., 0] <= SOURCE_SIZE[1] - 1 - margin)
+        & (src[..., 1] >= margin)
+        & (src[..., 1] <= SOURCE_SIZE[0] - 1 - margin)
     )
 
 
@@ -91,6 +99,23 @@ def test_warp_crops_identity_and_integer_input() -> None:
     shifted = torch.tensor([[1.0, 0.0, -5.0], [0.0, 1.0, -2.0]]).expand(2, 2, 3)  # crop (0,0) = image (5,2)
     crops = warp_crops(images, shifted, (10, 10))
     torch.testing.assert_close(crops, images[:, :, 2:12, 5:15].float(), atol=1e-3, rtol=0)
+
+
+def test_crop_affines_match_view_affine() -> None:
+    rng = np.random.default_rng(15)
+    views = [
+        View(rng.uniform(10, 50, 2), rng.uniform(10, 60, 2), float(rng.uniform(-40, 40)), bool(rng.random() < 0.5))
+        for _ in range(8)
+    ]
+    batch = ViewBatch(
+        torch.tensor(np.stack([v.center for v in views])),
+        torch.tensor(np.stack([v.scale for v in views])),
+        torch.tensor([v.rotation for v in views], dtype=torch.float64),
+        torch.tensor([v.flip for v in views]),
+    )
+    assert batch.flip.any() and not batch.flip.all()
+    expected = np.stack([v.affine(CROP_SIZE) for v in views])
+    np.testing.assert_allclose(crop_affines(batch, CROP_SIZE).numpy(), expected, rtol=0, atol=1e-12)
 
 
 def test_apply_affines_matches_geometry() -> None:
@@ -160,7 +185,7 @@ def test_photometric_matches_the_numpy_path_for_the_same_factors() -> None:
         image = images[b].permute(1, 2, 0).numpy().copy()
 
         class Fixed:  # feeds `transforms.photometric` the chosen factors, no blur, no noise
-            def random(self, n: int | None = None) -> np.ndarray | float:
+            def random(self, n: int | None = None, b: int = b) -> np.ndarray | float:
                 return (factors[b].numpy().astype(np.float64) - 1.0 + 0.5) if n == 3 else 1.0
 
             def uniform(self, low: float, high: float) -> float:
@@ -168,6 +193,43 @@ def test_photometric_matches_the_numpy_path_for_the_same_factors() -> None:
 
         expected = photometric(image, Fixed(), jitter=0.5, noise_std=0.0)  # type: ignore[arg-type]
         np.testing.assert_allclose(got[b].permute(1, 2, 0).numpy(), expected, rtol=0, atol=1e-5)
+
+
+def test_gaussian_blur_matches_cv2() -> None:
+    images = crop_batch(5, seed=13)
+    sigmas = torch.tensor([0.3, 0.55, 0.9, 1.26, 1.5], dtype=torch.float64)  # 3 to 13 taps
+    got = gaussian_blur(images, sigmas)
+    for b in range(5):
+        image = images[b].permute(1, 2, 0).numpy()
+        expected = cv2.GaussianBlur(image, (0, 0), sigmaX=float(sigmas[b]))
+        np.testing.assert_allclose(got[b].permute(1, 2, 0).numpy(), expected, rtol=0, atol=1e-6)
+    assert not torch.allclose(got, images, atol=1e-3)
+
+
+def test_photometric_blur_matches_the_numpy_path_for_the_same_draws() -> None:
+    images = crop_batch(3, seed=14)
+    factors = torch.tensor([[1.1, 0.9, 1.2], [0.8, 1.1, 0.7], [1.3, 1.0, 1.0]])
+    sigma = torch.tensor([0.7, 0.0, 1.4])  # the middle image is not blurred
+    got = apply_photometric_(images.clone(), factors, None, sigma)
+    for b in range(3):
+        image = images[b].permute(1, 2, 0).numpy().copy()
+
+        class Fixed:  # feeds `transforms.photometric` the chosen factors, blur gate and sigma
+            def random(self, n: int | None = None, b: int = b) -> np.ndarray | float:
+                return (factors[b].numpy().astype(np.float64) - 1.0 + 0.5) if n == 3 else 0.0
+
+            def uniform(self, low: float, high: float, b: int = b) -> float:
+                return float(sigma[b])
+
+        expected = photometric(image, Fixed(), 0.5, 0.0, blur_prob=1.0 if sigma[b] > 0 else 0.0)  # type: ignore[arg-type]
+        np.testing.assert_allclose(got[b].permute(1, 2, 0).numpy(), expected, rtol=0, atol=1e-5)
+
+
+def test_blur_draws_follow_the_probability_and_range() -> None:
+    sigma = blur_sigmas(blur_draws(4000, torch.Generator().manual_seed(0)), blur_prob=0.3)
+    blurred = sigma[sigma > 0]
+    assert abs(blurred.numel() / 4000 - 0.3) < 0.03
+    assert blurred.min() >= BLUR_SIGMA_RANGE[0] and blurred.max() <= BLUR_SIGMA_RANGE[1]
 
 
 def test_photometric_factors_lie_in_range() -> None:
@@ -195,8 +257,9 @@ def test_cuda_matches_cpu() -> None:
     crops = crop_batch(4, seed=12)
     factors = photometric_factors(4, torch.Generator().manual_seed(0), 0.4)
     noise = torch.randn(crops.shape, generator=torch.Generator().manual_seed(1)) * 0.05
-    cpu_out = apply_photometric_(crops.clone(), factors, noise)
-    gpu_out = apply_photometric_(crops.to(cuda), factors.to(cuda), noise.to(cuda))
+    sigma = torch.tensor([0.0, 0.4, 1.0, 1.5])
+    cpu_out = apply_photometric_(crops.clone(), factors, noise, sigma)
+    gpu_out = apply_photometric_(crops.to(cuda), factors.to(cuda), noise.to(cuda), sigma.to(cuda))
     torch.testing.assert_close(gpu_out.cpu(), cpu_out, atol=1e-5, rtol=1e-5)
     # the seeded CUDA path is reproducible too
     runs = [photometric_(crops.to(cuda), torch.Generator(cuda).manual_seed(3), 0.4, 0.05) for _ in range(2)]

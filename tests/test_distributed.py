@@ -33,12 +33,19 @@ EXACT_ARITHMETIC = ["train.freeze_bn=true", "train.optimizer=sgd", "train.lr=0.0
 
 def _rank_main(rank: int, world_size: int, port: int, cfg_tree: dict[str, Any], split: dict[str, str]) -> None:
     os.environ.update(
-        RANK=str(rank), WORLD_SIZE=str(world_size), LOCAL_RANK=str(rank),
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world_size),
+        LOCAL_RANK=str(rank),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
     )
     torch.set_num_threads(1)
     try:
-        train(ExperimentConfig.model_validate(cfg_tree), SplitFiles(**{k: Path(v) for k, v in split.items()}), progress=False)
+        train(
+            ExperimentConfig.model_validate(cfg_tree),
+            SplitFiles(**{k: Path(v) for k, v in split.items()}),
+            progress=False,
+        )
     finally:
         shutdown_distributed()
 

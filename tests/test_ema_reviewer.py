@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from components.config import ReviewerConfig
-from components.engine.ema import ema_momentum, ema_update_, make_teacher
+from components.engine.ema import EMATeacher, ema_momentum, ema_update_, make_teacher
 from components.engine.reviewer import Reviewer
 from components.models import PoseOutput
 
@@ -68,6 +68,24 @@ def test_ema_momentum_ramps_linearly_then_holds():
     assert ema_momentum(50, 0.999, 100) == pytest.approx(0.4995)
     assert ema_momentum(100, 0.999, 100) == ema_momentum(5000, 0.999, 100) == 0.999
     assert ema_momentum(0, 0.99, 0) == 0.99
+
+
+def test_ema_teacher_applies_its_own_warm_up_and_keeps_the_plain_state_dict():
+    torch.manual_seed(0)
+    student = TinyPose()
+    ema = EMATeacher(student, momentum=0.9, warmup_iters=4)
+    reference = make_teacher(student)
+    with torch.no_grad():
+        for p in student.parameters():
+            p.add_(1.0)
+    assert ema.update(student, 2) == pytest.approx(0.45)  # half-way through the warm-up
+    ema_update_(reference, student, 0.45)
+    assert all(torch.equal(a, b) for a, b in zip(ema.state_dict().values(), reference.state_dict().values()))
+    assert ema.momentum_at(10) == 0.9
+    assert set(ema.state_dict()) == set(student.state_dict())  # checkpoints hold the bare network's keys
+    restored = EMATeacher(TinyPose(), 0.9, 4)
+    restored.load_state_dict(ema.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(restored.state_dict().values(), ema.state_dict().values()))
 
 
 def test_mismatched_networks_are_refused():

@@ -8,16 +8,16 @@ from typing import Any
 import pytest
 
 from components.evaluation.coco_eval import ResultsError
-from components.evaluation.error_breakdown import error_breakdown
+from components.evaluation.error_breakdown import BINS, error_breakdown, keypoint_outcomes
 from components.keypoints import NUM_KEYPOINTS, PERSON_CATEGORY
+from tests.tiny_coco import person_annotation
 
 SPACING, AREA = 60.0, 10_000.0  # joints 60 px apart: ks to a neighbour is ~0 for every sigma
 
 
 def person(ann_id: int, image_id: int, row: float) -> dict[str, Any]:
     keypoints = [v for i in range(NUM_KEYPOINTS) for v in (SPACING * i, row, 2)]
-    return {"id": ann_id, "image_id": image_id, "category_id": 1, "keypoints": keypoints,
-            "num_keypoints": NUM_KEYPOINTS, "area": AREA, "bbox": [0, row - 50, 1000, 100], "iscrowd": 0}
+    return person_annotation(ann_id, image_id, keypoints, [0, row - 50, 1000, 100], AREA)
 
 
 @pytest.fixture
@@ -25,8 +25,11 @@ def ground_truth() -> dict[str, Any]:
     first, second, elsewhere = person(1, 1, 0.0), person(2, 1, 500.0), person(3, 2, 0.0)
     second["keypoints"][2] = 0  # an unlabeled nose is never binned
     second["num_keypoints"] = NUM_KEYPOINTS - 1
-    return {"images": [{"id": 1, "width": 1100, "height": 600}, {"id": 2, "width": 1100, "height": 600}],
-            "annotations": [first, second, elsewhere], "categories": [PERSON_CATEGORY]}
+    return {
+        "images": [{"id": 1, "width": 1100, "height": 600}, {"id": 2, "width": 1100, "height": 600}],
+        "annotations": [first, second, elsewhere],
+        "categories": [PERSON_CATEGORY],
+    }
 
 
 def prediction(ann: dict[str, Any], score: float) -> dict[str, Any]:
@@ -73,3 +76,19 @@ def test_a_broken_record_names_its_rule(ground_truth: dict[str, Any]) -> None:
     broken["keypoints"] = broken["keypoints"][:-3]
     with pytest.raises(ResultsError, match="record 0: rule 'keypoints holds 17"):
         error_breakdown(copy.deepcopy(ground_truth), [broken])
+
+
+def test_outcomes_keep_each_planted_error_on_its_joint_and_each_person_its_oks(ground_truth: dict[str, Any]) -> None:
+    first, second, _ = ground_truth["annotations"]
+    flawed = prediction(first, 0.9)
+    move(flawed, 9, SPACING * 7, 0.0)  # left wrist on the left elbow: inversion
+    move(flawed, 12, SPACING * 12, 250.0)  # right hip far from everyone: miss
+    outcomes = keypoint_outcomes(ground_truth, [prediction(second, 0.8), flawed])
+    counts = outcomes.counts_per_joint()
+    assert counts.shape == (NUM_KEYPOINTS, len(BINS)) and counts.sum() == 2 * NUM_KEYPOINTS - 1
+    assert counts[9, BINS.index("inversion")] == 1 and counts[12, BINS.index("miss")] == 1
+    assert counts[0].sum() == 1  # the second person's nose is unlabeled
+    oks = {person.ann_id: person.oks for person in outcomes.people}
+    assert oks[2] == pytest.approx(1.0) and oks[3] == 0.0  # exact; nothing predicted in image 2
+    assert oks[1] == pytest.approx(outcomes.similarity[:NUM_KEYPOINTS].mean())
+    assert [p.prediction is None for p in outcomes.people] == [False, False, True]

@@ -37,7 +37,10 @@ def tiny_set(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
 
 
 def perfect_results(coco: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0} for a in coco["annotations"]]
+    return [
+        {"image_id": a["image_id"], "category_id": 1, "keypoints": a["keypoints"], "score": 1.0}
+        for a in coco["annotations"]
+    ]
 
 
 def run(command: Any, args: list[str]) -> Any:
@@ -125,12 +128,17 @@ def test_breakdown_joins_the_json_for_files_and_for_checkpoints(tiny_set: dict[s
 
 def test_checkpoint_with_detections_and_flip_test(tiny_set: dict[str, Any], tmp_path: Path) -> None:
     detections = tmp_path / "detections.json"
-    boxes = [{"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.5} for a in tiny_set["coco"]["annotations"]]
+    boxes = [
+        {"image_id": a["image_id"], "category_id": 1, "bbox": a["bbox"], "score": 0.5}
+        for a in tiny_set["coco"]["annotations"]
+    ]
     duplicates = [{**box, "score": 0.4} for box in boxes[:2]]  # a detector boxing two people twice
     detections.write_text(json.dumps(boxes[:4] + duplicates))
     out = tmp_path / "predicted.json"
     args = ["--checkpoint", tiny_set["checkpoint"], "--ann", tiny_set["ann"], "--images", tiny_set["images"]]
-    outcome = run(evaluate, [*args, "--detections", detections, "--flip-test", "--decoder", "dark", "--out", out, "--json"])
+    outcome = run(
+        evaluate, [*args, "--detections", detections, "--flip-test", "--decoder", "dark", "--out", out, "--json"]
+    )
     assert outcome.exit_code == 0, outcome.output
     written = json.loads(out.read_text())
     assert len(written) == 4, "OKS NMS keeps one pose per person"
@@ -144,8 +152,20 @@ def test_predict_writes_keypoints_and_a_drawn_image(tiny_set: dict[str, Any], tm
     boxes = json.dumps([annotation["bbox"], [1, 1, 20, 30]])
     outcome = run(
         predict,
-        ["--checkpoint", tiny_set["root"] / "checkpoints", "--image", image, "--boxes", boxes, "--out-json", out_json,
-         "--out-image", out_image, "--threshold", "0"],
+        [
+            "--checkpoint",
+            tiny_set["root"] / "checkpoints",
+            "--image",
+            image,
+            "--boxes",
+            boxes,
+            "--out-json",
+            out_json,
+            "--out-image",
+            out_image,
+            "--threshold",
+            "0",
+        ],
     )
     assert outcome.exit_code == 0, outcome.output
     document = json.loads(out_json.read_text())
@@ -168,7 +188,9 @@ def test_single_image_prediction_matches_the_dataset_path(tiny_set: dict[str, An
     cfg.eval.num_workers = 0
     from_dataset = predict_dataset(model, EvalPoseDataset(tiny_set["ann"], tiny_set["images"], cfg), cfg)
     first = tiny_set["coco"]["annotations"][0]
-    image = cv2.cvtColor(cv2.imread(str(tiny_set["images"] / tiny_set["coco"]["images"][0]["file_name"])), cv2.COLOR_BGR2RGB)
+    image = cv2.cvtColor(
+        cv2.imread(str(tiny_set["images"] / tiny_set["coco"]["images"][0]["file_name"])), cv2.COLOR_BGR2RGB
+    )
     keypoints, scores = predict_boxes(model, image, [first["bbox"]], cfg)
     expected = next(r for r in from_dataset if r["image_id"] == first["image_id"])
     np.testing.assert_allclose(keypoints[0].ravel(), expected["keypoints"], atol=2e-3)

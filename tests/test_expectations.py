@@ -47,8 +47,14 @@ def test_normalised_coordinates_fail_the_box_size_expectations() -> None:
     outcome = run_expectations(table)
     assert not outcome.success
     failed = {(f.rule, f.record) for f in outcome.failures}
-    assert ("expectation.column_values_to_be_between", "expectation expect_column_values_to_be_between on box_width") in failed
-    assert ("expectation.column_values_to_be_between", "expectation expect_column_values_to_be_between on box_height") in failed
+    assert (
+        "expectation.column_values_to_be_between",
+        "expectation expect_column_values_to_be_between on box_width",
+    ) in failed
+    assert (
+        "expectation.column_values_to_be_between",
+        "expectation expect_column_values_to_be_between on box_height",
+    ) in failed
     assert not any("aspect_ratio" in record for _, record in failed)
 
 

@@ -80,16 +80,22 @@ class FakeS3:
         self.objects = dict(objects)
         self.downloads: list[str] = []
 
-    def get_paginator(self, name: str) -> FakeS3:
-        assert name == "list_objects_v2"
-        return self
-
-    def paginate(self, Bucket: str, Prefix: str) -> list[dict[str, Any]]:
+    def list_objects_v2(self, Bucket: str, Prefix: str, ContinuationToken: str = "") -> dict[str, Any]:
+        """Two keys a page, so that listing has to follow the continuation token."""
         import hashlib
 
         keys = sorted(k for k in self.objects if k.startswith(Prefix))
-        contents = [{"Key": k, "Size": len(self.objects[k]), "ETag": f'"{hashlib.md5(self.objects[k]).hexdigest()}"'} for k in keys]
-        return [{"Contents": contents[:2]}, {"Contents": contents[2:]}]  # two pages
+        start = int(ContinuationToken or 0)
+        contents = [
+            {"Key": k, "Size": len(self.objects[k]), "ETag": f'"{hashlib.md5(self.objects[k]).hexdigest()}"'}
+            for k in keys[start : start + 2]
+        ]
+        more = start + 2 < len(keys)
+        return {
+            "Contents": contents,
+            "IsTruncated": more,
+            **({"NextContinuationToken": str(start + 2)} if more else {}),
+        }
 
     def download_file(self, bucket: str, key: str, filename: str) -> None:
         self.downloads.append(key)
@@ -152,7 +158,10 @@ def test_ingest_from_real_seaweedfs_with_env_credentials(
 
     client = s3_server.client()
     prefix = unique_name("ingest")
-    files = [coco_mini / "annotations" / "person_keypoints_val2017.json", *sorted((coco_mini / "val2017").iterdir())[:3]]
+    files = [
+        coco_mini / "annotations" / "person_keypoints_val2017.json",
+        *sorted((coco_mini / "val2017").iterdir())[:3],
+    ]
     for path in files:
         client.upload_file(str(path), s3_server.bucket, f"{prefix}/{path.relative_to(coco_mini).as_posix()}")
     for name, value in s3_server.environment().items():

@@ -39,7 +39,9 @@ def standin() -> Iterator[StandInApiServer]:
 
 @pytest.fixture
 def cfg() -> ExperimentConfig:
-    return load_config(None, ["backend.kind=kubernetes", "backend.kubernetes.namespace=ml", "storage.bucket=runs-bucket"])
+    return load_config(
+        None, ["backend.kind=kubernetes", "backend.kubernetes.namespace=ml", "storage.bucket=runs-bucket"]
+    )
 
 
 class Harness:
@@ -75,7 +77,9 @@ class Harness:
         thread = threading.Thread(target=play, daemon=True)
         thread.start()
         api = client.ApiClient(client.Configuration(host=self.standin.url))
-        launcher = KubernetesLauncher(self.cfg, api, log=log or self.lines.append, result_reader=self.reader, poll_seconds=1)
+        launcher = KubernetesLauncher(
+            self.cfg, api, log=log or self.lines.append, result_reader=self.reader, poll_seconds=1
+        )
         try:
             return launcher.launch(run_id="test-run")
         finally:
@@ -130,7 +134,9 @@ def test_image_pull_backoff_fails_fast(standin: StandInApiServer, cfg: Experimen
     def script(s: StandInApiServer, job: str) -> None:
         s.add_pod(job, "test-run-a")
         s.set_pod("test-run-a", container_state={"waiting": {"reason": "ErrImagePull", "message": "not found"}})
-        s.set_pod("test-run-a", container_state={"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling"}})
+        s.set_pod(
+            "test-run-a", container_state={"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling"}}
+        )
 
     harness = Harness(standin, cfg)
     with pytest.raises(LaunchError) as error:
@@ -140,7 +146,9 @@ def test_image_pull_backoff_fails_fast(standin: StandInApiServer, cfg: Experimen
     assert standin.deleted_jobs == [("test-run", "Background")]
 
 
-def test_preempted_pod_is_replaced_and_the_launcher_keeps_watching(standin: StandInApiServer, cfg: ExperimentConfig) -> None:
+def test_preempted_pod_is_replaced_and_the_launcher_keeps_watching(
+    standin: StandInApiServer, cfg: ExperimentConfig
+) -> None:
     def script(s: StandInApiServer, job: str) -> None:
         run_pod(s, job, "test-run-a", "step 20 checkpoint saved")
         harness.wait_for_line("[test-run-a] step 20")
@@ -189,7 +197,12 @@ def test_unschedulable_pod_gives_up_after_the_timeout(standin: StandInApiServer)
         s.add_pod(job, "test-run-a")
         s.set_pod(
             "test-run-a",
-            condition={"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/3 nodes: Insufficient nvidia.com/gpu"},
+            condition={
+                "type": "PodScheduled",
+                "status": "False",
+                "reason": "Unschedulable",
+                "message": "0/3 nodes: Insufficient nvidia.com/gpu",
+            },
         )
 
     with pytest.raises(LaunchError) as error:
@@ -213,7 +226,9 @@ def test_interrupt_deletes_the_job(standin: StandInApiServer, cfg: ExperimentCon
     assert ("ml", "test-run") not in standin.jobs
 
 
-def test_a_second_submission_of_the_same_run_is_refused_clearly(standin: StandInApiServer, cfg: ExperimentConfig) -> None:
+def test_a_second_submission_of_the_same_run_is_refused_clearly(
+    standin: StandInApiServer, cfg: ExperimentConfig
+) -> None:
     api = client.ApiClient(client.Configuration(host=standin.url))
     launcher = KubernetesLauncher(cfg, api, log=lambda line: None, poll_seconds=1)
     plan = plan_run(cfg, "test-run")
@@ -244,26 +259,63 @@ def test_run_result_round_trip_through_the_run_prefix(monkeypatch: pytest.Monkey
     store = FakeS3()
     monkeypatch.delenv(RUN_URI_ENV, raising=False)
     assert publish_if_in_pod("s3://b/ck.pt", 10, {"AP": 0.5}) is None  # outside a pod: nothing written
-    where = write_run_result("s3://b/runs/r1", RunResult("s3://b/runs/r1/checkpoints/step-10.pt", 10, {"AP": 0.5}), store)
+    where = write_run_result(
+        "s3://b/runs/r1", RunResult("s3://b/runs/r1/checkpoints/step-10.pt", 10, {"AP": 0.5}), store
+    )
     assert where == "s3://b/runs/r1/result.json" and ("b", "runs/r1/result.json") in store.objects
-    assert read_run_result("s3://b/runs/r1", store) == RunResult("s3://b/runs/r1/checkpoints/step-10.pt", 10, {"AP": 0.5})
+    assert read_run_result("s3://b/runs/r1", store) == RunResult(
+        "s3://b/runs/r1/checkpoints/step-10.pt", 10, {"AP": 0.5}
+    )
     store.objects[("b", "runs/r1/result.json")] = b'{"step": 3}'
     with pytest.raises(ValueError, match="s3://b/runs/r1/result.json"):
         read_run_result("s3://b/runs/r1", store)
+
+
+def test_the_pods_result_write_outlasts_a_store_that_blinks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The last write of a training pod is retried like its checkpoints: a refused connection then success."""
+    from botocore.exceptions import EndpointConnectionError
+
+    from components.storage.retry import Patient
+    from components.storage.s3 import _describe_call, is_transient_s3_error
+
+    class Blinking(FakeS3):
+        refusals = 2
+
+        def put_object(self, Bucket: str, Key: str, Body: bytes) -> None:
+            if self.refusals:
+                self.refusals -= 1
+                raise EndpointConnectionError(endpoint_url="http://s3.example")
+            super().put_object(Bucket=Bucket, Key=Key, Body=Body)
+
+    monkeypatch.setattr("components.storage.retry.time.sleep", lambda seconds: None)
+    monkeypatch.setenv(RUN_URI_ENV, "s3://b/runs/r2")
+    store = Blinking()
+    patient = Patient(store, transient=is_transient_s3_error, deadline_s=60, endpoint="e", describe=_describe_call)
+    assert publish_if_in_pod("s3://b/ck.pt", 10, {"AP": 0.5}, patient) == "s3://b/runs/r2/result.json"
+    assert store.refusals == 0 and read_run_result("s3://b/runs/r2", store) == RunResult(
+        "s3://b/ck.pt", 10, {"AP": 0.5}
+    )
 
 
 @pytest.mark.slow
 def test_success_reads_what_the_pod_wrote_to_real_s3(standin: StandInApiServer, s3_server: Any) -> None:
     """The pod's side (write_run_result) and the launcher's default reader meet on a real S3 store."""
     cfg = load_config(
-        None, ["backend.kubernetes.namespace=ml", f"storage.bucket={s3_server.bucket}", f"storage.endpoint_url={s3_server.endpoint_url}"]
+        None,
+        [
+            "backend.kubernetes.namespace=ml",
+            f"storage.bucket={s3_server.bucket}",
+            f"storage.endpoint_url={s3_server.endpoint_url}",
+        ],
     )
     run_id = unique_name("k8s-run")
     run_uri = plan_run(cfg, run_id).run_uri
 
     def script(s: StandInApiServer, job: str) -> None:
         run_pod(s, job, f"{job}-a", "training")
-        write_run_result(run_uri, RunResult(f"{run_uri}/checkpoints/step-000007.pt", 7, {"AP": 0.25}), s3_server.client())
+        write_run_result(
+            run_uri, RunResult(f"{run_uri}/checkpoints/step-000007.pt", 7, {"AP": 0.25}), s3_server.client()
+        )
         succeed(s, job, f"{job}-a")
 
     thread = threading.Thread(target=lambda: script(standin, standin.wait_for_job()["metadata"]["name"]), daemon=True)
@@ -309,7 +361,11 @@ def test_trainjob_success_streams_node_0_and_reads_the_result(standin: StandInAp
         s.set_job_condition(job, "Complete", "JobSetCompleted", "jobset completed")
 
     result = harness.launch(script)
-    assert (result.step, result.metrics, result.pods) == (40, {"AP": 0.42}, ("test-run-node-0-0-a", "test-run-node-0-1-b"))
+    assert (result.step, result.metrics, result.pods) == (
+        40,
+        {"AP": 0.42},
+        ("test-run-node-0-0-a", "test-run-node-0-1-b"),
+    )
     assert harness.read_from == ["s3://runs-bucket/runs/test-run"]
     assert "[test-run-node-0-0-a] rank 0: step 40 AP 0.42" in harness.lines
     assert not any("rank 1" in line for line in harness.lines)  # only rank 0 is streamed
@@ -346,7 +402,10 @@ def test_pytorchjob_failed_condition_gives_its_reason_and_deletes_it(standin: St
     def script(s: StandInApiServer, job: str) -> None:
         run_node(s, job, "test-run-master-0", "step 1", replica="Master")
         s.set_job_condition(
-            job, "Failed", "PyTorchJobFailed", "PyTorchJob test-run has failed because it was active longer than specified deadline"
+            job,
+            "Failed",
+            "PyTorchJobFailed",
+            "PyTorchJob test-run has failed because it was active longer than specified deadline",
         )
 
     with pytest.raises(LaunchError) as error:
@@ -355,7 +414,10 @@ def test_pytorchjob_failed_condition_gives_its_reason_and_deletes_it(standin: St
     assert "training PyTorchJob test-run failed" in str(error.value) and "active_deadline_seconds" in str(error.value)
     assert standin.deleted_jobs == [("test-run", "Background")]
     assert ("ml", "test-run") not in standin.jobs and not standin.pods  # its pods went with it
-    assert any(m == "DELETE" and path.startswith("/apis/kubeflow.org/v1/namespaces/ml/pytorchjobs/test-run") for m, path in standin.requests)
+    assert any(
+        m == "DELETE" and path.startswith("/apis/kubeflow.org/v1/namespaces/ml/pytorchjobs/test-run")
+        for m, path in standin.requests
+    )
 
 
 def test_trainjob_worker_oom_and_failed_condition_delete_the_trainjob(standin: StandInApiServer) -> None:

@@ -19,7 +19,6 @@ from click.testing import CliRunner
 
 from cli.main import cli
 from components.config import ExperimentConfig, load_config
-from components.kubernetes.kustomize import KustomizeError, build
 from components.kubernetes.manifests import (
     CONFIG_ANNOTATION,
     MLFLOW_SECRET_KEYS,
@@ -28,6 +27,7 @@ from components.kubernetes.manifests import (
     plan_run,
     render,
 )
+from tests.kustomize import KustomizeError, build
 
 REPO = Path(__file__).resolve().parents[1]
 K8S = REPO / "k8s"
@@ -76,8 +76,10 @@ def strict(schema: Any) -> Any:
     """Reject unknown fields, as `kubectl apply --validate=strict` does, where the CRD keeps none."""
     if isinstance(schema, dict):
         schema = {k: strict(v) for k, v in schema.items()}
-        if "properties" in schema and "additionalProperties" not in schema and not schema.get(
-            "x-kubernetes-preserve-unknown-fields"
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
         ):
             schema["additionalProperties"] = False
         return schema
@@ -233,7 +235,9 @@ def test_job_retries_disruptions_fails_config_errors_and_uses_the_gpu() -> None:
     pod = spec["template"]["spec"]
     assert pod["restartPolicy"] == "Never"
     container = pod["containers"][0]
-    assert container["resources"]["requests"]["nvidia.com/gpu"] == container["resources"]["limits"]["nvidia.com/gpu"] == 4
+    assert (
+        container["resources"]["requests"]["nvidia.com/gpu"] == container["resources"]["limits"]["nvidia.com/gpu"] == 4
+    )
     assert pod["nodeSelector"] == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
     assert {t["key"] for t in pod["tolerations"]} == {"dedicated", "nvidia.com/gpu"}
     shm = next(v for v in pod["volumes"] if v["name"] == "dshm")
@@ -295,14 +299,17 @@ def test_names_are_valid_kubernetes_labels() -> None:
 
 def test_cli_render_and_schedule() -> None:
     runner = CliRunner()
-    result = runner.invoke(cli, ["k8s", "render", "--kind", "all", "--run-id", "r1", "--set", "backend.kubernetes.gpus=2"])
+    result = runner.invoke(
+        cli, ["k8s", "render", "--kind", "all", "--run-id", "r1", "--set", "backend.kubernetes.gpus=2"]
+    )
     assert result.exit_code == 0, result.output
     kinds = [doc["kind"] for doc in yaml.safe_load_all(result.output)]
     assert kinds == ["Job", "TrainJob", "PyTorchJob", "CronJob"]
-    result = runner.invoke(cli, ["schedule", "--cron", "30 4 * * 1"])
+    demo = str(REPO / "configs" / "demo.yaml")
+    result = runner.invoke(cli, ["schedule", "--config", demo, "--cron", "30 4 * * 1"])
     assert result.exit_code == 0, result.output
     assert yaml.safe_load(result.output)["spec"]["schedule"] == "30 4 * * 1"
-    assert runner.invoke(cli, ["schedule", "--cron", "every sunday"]).exit_code == 2
+    assert runner.invoke(cli, ["schedule", "--config", demo, "--cron", "every sunday"]).exit_code == 2
 
 
 # ---- security scan ----
@@ -312,9 +319,23 @@ def test_checkov_finds_no_failed_checks_in_the_security_set() -> None:
     if not CHECKOV.exists():
         pytest.skip(f"{CHECKOV} is absent: `make tools` installs it (requirements-tools.txt)")
     completed = subprocess.run(
-        [str(CHECKOV), "-d", str(K8S), "--framework", "kubernetes", "dockerfile", "--check", CHECKOV_CHECKS,
-         "--quiet", "--compact", "-o", "json"],
-        capture_output=True, text=True, timeout=300,
+        [
+            str(CHECKOV),
+            "-d",
+            str(K8S),
+            "--framework",
+            "kubernetes",
+            "dockerfile",
+            "--check",
+            CHECKOV_CHECKS,
+            "--quiet",
+            "--compact",
+            "-o",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     reports = json.loads(completed.stdout)
     reports = reports if isinstance(reports, list) else [reports]

@@ -105,7 +105,9 @@ def test_hub_name_asks_timm_for_pretrained_weights_from_that_hub_id(monkeypatch)
 
     def fake_create(name, pretrained=False, **kwargs):
         calls.append((name, pretrained, kwargs.get("pretrained_cfg_overlay")))
-        model = real_create(name, pretrained=False, **{k: v for k, v in kwargs.items() if k != "pretrained_cfg_overlay"})
+        model = real_create(
+            name, pretrained=False, **{k: v for k, v in kwargs.items() if k != "pretrained_cfg_overlay"}
+        )
         if pretrained:
             with torch.no_grad():
                 model.conv1.weight.fill_(0.25)

@@ -12,10 +12,16 @@ from components.engine import objective
 from components.engine.ema import ema_momentum, ema_update_, make_teacher
 from components.engine.objective import compute_losses
 from components.engine.reviewer import Reviewer
+from components.method import method_spec
 from components.models import build_model
 
 B = 4
-TINY = ["input.image_size=[64,48]", "model.deconv_channels=16", "model.mfl_channels=8", "train.consistency.rampup_iters=0"]
+TINY = [
+    "input.image_size=[64,48]",
+    "model.deconv_channels=16",
+    "model.mfl_channels=8",
+    "train.consistency.rampup_iters=0",
+]
 
 
 def config(*overrides: str) -> ExperimentConfig:
@@ -168,7 +174,9 @@ def test_unknown_method_and_missing_teacher_are_errors():
     with pytest.raises(ValueError, match="teacher"):
         compute_losses("mean_teacher", student, None, reviewer, labeled, unlabeled, cfg, 0)
     with pytest.raises(KeyError, match="target_weight"):
-        compute_losses("supervised", student, None, None, {"image": labeled["image"], "target": labeled["target"]}, None, cfg, 0)
+        compute_losses(
+            "supervised", student, None, None, {"image": labeled["image"], "target": labeled["target"]}, None, cfg, 0
+        )
 
 
 def test_consistency_weight_is_zero_in_the_burn_in_then_ramps_from_its_end():
@@ -177,6 +185,6 @@ def test_consistency_weight_is_zero_in_the_burn_in_then_ramps_from_its_end():
     assert objective.lambda_u(cfg, 10) == pytest.approx(objective.rampup(0, 20))
     assert objective.lambda_u(cfg, 20) == pytest.approx(objective.rampup(10, 20))
     assert objective.lambda_u(cfg, 30) == pytest.approx(1.0)
-    assert objective.in_burn_in(cfg, 9) and not objective.in_burn_in(cfg, 10)
+    assert method_spec(cfg).in_burn_in(9) and not method_spec(cfg).in_burn_in(10)
     supervised = load_config(None, ["train.method=supervised", "train.consistency.burn_in_iters=10"])
-    assert not objective.in_burn_in(supervised, 0)
+    assert not method_spec(supervised).in_burn_in(0)

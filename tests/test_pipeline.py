@@ -1,25 +1,56 @@
-"""The whole ZenML pipeline against real SeaweedFS and MLflow servers, on tiny synthetic data."""
+"""The whole ZenML pipeline against real SeaweedFS, MLflow and ZenML servers, on tiny synthetic data."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from components.config import load_config
-from tests.service_fixtures import unique_name
+from components.services.seaweedfs import S3Endpoint
+from components.services.zenml_server import ZenMLEndpoint
+from tests.service_fixtures import MLflowService, unique_name
 
 pytestmark = pytest.mark.slow
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def zenml_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("zenml")
-    os.environ["ZENML_CONFIG_PATH"] = str(home)
-    return home
+LOAD_BY_RUN_NAME = """
+import json, sys
+from zenml.client import Client
+from zenml.utils import source_utils
+source_utils.set_custom_source_root(sys.argv[2])  # where the artifacts' pydantic classes are defined
+run = Client().get_pipeline_run(sys.argv[1])
+manifest = run.steps["split_data"].outputs["split_manifest"][0]
+report = run.steps["validate_data"].outputs["validation_report"][0]
+print(json.dumps({"manifest": manifest.load(), "manifest_uri": manifest.uri,
+                  "report": report.load().model_dump(), "report_uri": report.uri}))
+"""
+
+
+def load_from_fresh_client(
+    run_name: str, zenml_server: ZenMLEndpoint, s3: S3Endpoint, config_dir: Path
+) -> dict[str, Any]:
+    """A second process with an empty ZenML config that knows only the server and the bucket."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ZENML_", "AWS_", "MLFLOW_"))}
+    env.update({"ZENML_CONFIG_PATH": str(config_dir), "ZENML_ANALYTICS_OPT_IN": "false", **zenml_server.environment()})
+    env.update(s3.environment())
+    done = subprocess.run(
+        [sys.executable, "-c", LOAD_BY_RUN_NAME, run_name, str(REPO_ROOT)],
+        env=env,
+        cwd=config_dir.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 @pytest.fixture(scope="module")
@@ -65,9 +96,14 @@ def tiny_config(root: Path, work: Path, mlflow_server, model_name: str, override
 
 
 def test_pipeline_registers_promotes_and_guards_champion(
-    zenml_home: Path, synthetic_root: Path, mlflow_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    zenml_home: Path,
+    synthetic_root: Path,
+    mlflow_server: MLflowService,
+    zenml_server: ZenMLEndpoint,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from components.registry.registry import CHALLENGER, CHAMPION, TAG_AP, TAG_DECISION
+    from components.registry.lifecycle import CHALLENGER, CHAMPION, TAG_AP, TAG_DECISION
     from components.storage.s3 import S3Uri, iter_objects
     from pipelines.runner import run_training_pipeline
 
@@ -77,6 +113,17 @@ def test_pipeline_registers_promotes_and_guards_champion(
     with mlflow_server.s3.aws_env():
         good = tiny_config(synthetic_root, tmp_path, mlflow_server, model_name, ["train.iterations=60"])
         first = run_training_pipeline(good, run_name=unique_name("good"))
+        assert first.dashboard_url and first.dashboard_url.startswith(os.environ["ZENML_STORE_URL"])
+
+        fresh = tmp_path / "fresh-zenml-config"
+        loaded = load_from_fresh_client(first.run_name, zenml_server, mlflow_server.s3, fresh)
+        stored_here = [p for p in fresh.rglob("*") if p.is_file() and (p.suffix == ".db" or "local_stores" in p.parts)]
+        assert not stored_here, f"the second client must not have a store of its own: {stored_here}"
+        zenml_prefix = f"s3://{mlflow_server.s3.bucket}/zenml/"
+        assert loaded["manifest_uri"].startswith(zenml_prefix) and loaded["report_uri"].startswith(zenml_prefix)
+        manifest = json.loads(Path(first.outputs["split"].manifest).read_text())
+        assert loaded["manifest"] == manifest
+        assert loaded["report"] == first.outputs["validation_report"].model_dump() and loaded["report"]["ok"]
 
         metrics = first.outputs["metrics"].metrics
         assert set(metrics) >= {"AP", "AP50", "AP75", "APm", "APl", "AR"}
@@ -92,7 +139,10 @@ def test_pipeline_registers_promotes_and_guards_champion(
         keys = [obj["Key"] for obj in iter_objects(mlflow_server.s3.client(), S3Uri(mlflow_server.s3.bucket, ""))]
         assert any(key.endswith(".pt") and "/checkpoints/" in key for key in keys), "checkpoints not on S3"
         assert any("MLmodel" in key for key in keys), "the logged model is not in the bucket"
-        assert any(key.endswith("sample_predictions.png") for key in keys)
+        for figure in ("training_curves", "challenger_vs_champion", "per_joint_accuracy", "joint_errors"):
+            assert any(key.endswith(f"plots/{figure}.png") for key in keys), figure
+        assert any(key.endswith("plots/predictions_vs_truth.png") for key in keys)
+        assert any(key.endswith("evaluation/val_results.json") for key in keys)  # what a later run compares with
         run = client.get_run(first.outputs["training"].mlflow_run_id)
         assert run.data.params["train.method"] == "trs"
         assert not any("secret" in key.lower() for key in run.data.params)

@@ -10,7 +10,8 @@ import torch
 from components.config import load_config
 from components.data import geometry
 from components.data.datasets import UnlabeledPairDataset
-from components.engine.pseudo_labels import heatmap_affine, heatmap_peaks, warp_heatmaps
+from components.engine.pseudo_labels import heatmap_affine, warp_heatmaps
+from components.heatmap_codec import heatmap_peaks
 from components.keypoints import FLIP_INDEX
 from tests.tiny_coco import write_coco
 
@@ -32,7 +33,8 @@ def centroid(heatmap: torch.Tensor) -> np.ndarray:
 
 def test_heatmap_affine_matches_the_geometry_module():
     matrix = geometry.compose_affine(
-        geometry.crop_affine([50, 60], [80, 100], 20.0, (128, 96)), geometry.invert_affine(geometry.crop_affine([48, 64], [90, 110], -5.0, (128, 96)))
+        geometry.crop_affine([50, 60], [80, 100], 20.0, (128, 96)),
+        geometry.invert_affine(geometry.crop_affine([48, 64], [90, 110], -5.0, (128, 96))),
     )
     ours = heatmap_affine(torch.tensor(matrix[None]), STRIDE)[0, :2].numpy()
     np.testing.assert_allclose(ours, geometry.input_affine_to_heatmap(matrix, STRIDE), atol=1e-12)
@@ -51,7 +53,9 @@ def test_a_peak_at_p_in_the_easy_view_lands_at_A_p_in_the_hard_view():
     easy_to_hard = geometry.compose_affine(hard_crop, geometry.invert_affine(easy_crop))
     points_input = np.array([[40.0, 50.0], [55.0, 70.0]])
     heatmaps = torch.stack([gaussian(p) for p in geometry.input_to_heatmap(points_input, STRIDE)])[None]
-    warped = warp_heatmaps(heatmaps, torch.tensor(easy_to_hard[None], dtype=torch.float32), torch.tensor([False]), STRIDE)
+    warped = warp_heatmaps(
+        heatmaps, torch.tensor(easy_to_hard[None], dtype=torch.float32), torch.tensor([False]), STRIDE
+    )
     expected = geometry.input_to_heatmap(geometry.apply_affine(points_input, easy_to_hard), STRIDE)
     for k in range(2):
         np.testing.assert_allclose(centroid(warped[0, k]), expected[k], atol=0.2)
@@ -99,8 +103,14 @@ def test_the_datasets_easy_to_hard_carries_easy_view_content_onto_the_hard_view(
     (tmp_path / "ann.json").write_text(json.dumps(coco))
     cfg = load_config(
         None,
-        ["input.image_size=[64,48]", "augment.color_jitter=0", "augment.noise_std=0", "augment.blur_prob=0",
-         "augment.rotation_prob=1.0", "augment.half_body_prob=0"],
+        [
+            "input.image_size=[64,48]",
+            "augment.color_jitter=0",
+            "augment.noise_std=0",
+            "augment.blur_prob=0",
+            "augment.rotation_prob=1.0",
+            "augment.half_body_prob=0",
+        ],
     )
     dataset = UnlabeledPairDataset(tmp_path / "ann.json", tmp_path / "images", cfg, seed=0)
     items = [dataset[i] for i in range(len(dataset))]

@@ -4,30 +4,32 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from components.config import load_config
-from components.registry.registry import (
+from components.registry.lifecycle import (
     CHALLENGER,
     CHAMPION,
+    RESULTS_FOLDER,
     TAG_AP,
     TAG_DECISION,
+    TAG_ONNX,
     TAG_REASON,
     TAG_VAL_FINGERPRINT,
     RegistryError,
     _delete_abandoned_versions,
+    champion_validation,
     current_champion,
     decide_promotion,
-    flatten_params,
     list_versions,
     promote,
-    redact,
     register_student,
     rollback,
 )
+from components.registry.model_logging import ONNX_ARTIFACT_DIR
+from components.registry.run_logging import flatten_params, redact
 from tests.service_fixtures import unique_name
 
 VAL_A = "a" * 64
@@ -72,27 +74,36 @@ def test_decide_promotion_rules():
 
 
 def test_redact_drops_credentials_and_url_passwords():
-    tree = {"storage": {"endpoint_url": "http://user:pw@minio:9000", "secret_key": "s", "bucket": "b"}, "aws_access_key_id": "k"}
+    tree = {
+        "storage": {"endpoint_url": "http://user:pw@minio:9000", "secret_key": "s", "bucket": "b"},
+        "aws_access_key_id": "k",
+    }
     clean = redact(tree)
     assert clean == {"storage": {"endpoint_url": "http://minio:9000", "bucket": "b"}}
     assert flatten_params({"train": {"lr": 0.1, "strides": [8, 16]}}) == {"train.lr": "0.1", "train.strides": "[8, 16]"}
 
 
 def test_register_creates_challenger_with_tags_and_artifacts_in_bucket(mlflow_server, tmp_path):
-    from components.registry.plots import plot_ap_per_method, plot_loss_curves
+    from components.reporting.canvas import save_figure
+    from components.reporting.metric_comparison import METRICS, metric_comparison_figure
 
     name = unique_name("reg")
     cfg = tiny_config(name)
     manifest = tmp_path / "manifest.json"
     manifest.write_text('{"labeled": [1, 2]}')
-    plots = [
-        plot_loss_curves([{"step": s, "loss/total": 1.0 / (s + 1)} for s in range(5)], tmp_path / "losses.png"),
-        plot_ap_per_method({"supervised": 0.4, "trs": 0.5}, tmp_path / "ap.png"),
-    ]
+    results = tmp_path / "val_results.json"
+    results.write_text('[{"image_id": 1, "category_id": 1, "keypoints": [], "score": 1.0}]')
+    plots = [save_figure(metric_comparison_figure(dict.fromkeys(METRICS, 0.5)), tmp_path / "ap.png")]
     torch.manual_seed(0)
     registered = register_student(
-        TinyPoseNet(), cfg, {"AP": 0.5, "AP50": 0.8}, VAL_A,
-        split_manifest=manifest, plots=plots, tracking_uri=mlflow_server.tracking_uri,
+        TinyPoseNet(),
+        cfg,
+        {"AP": 0.5, "AP50": 0.8},
+        VAL_A,
+        split_manifest=manifest,
+        plots=plots,
+        artifacts={RESULTS_FOLDER: results},
+        tracking_uri=mlflow_server.tracking_uri,
     )
     client = mlflow_server.client()
     version = client.get_model_version(name, registered.version)
@@ -106,18 +117,31 @@ def test_register_creates_challenger_with_tags_and_artifacts_in_bucket(mlflow_se
     assert "code.package_version" in run.data.tags
 
     s3 = mlflow_server.s3.client()
-    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=mlflow_server.s3.bucket, Prefix="mlflow/", MaxKeys=1000)["Contents"]]
+    keys = [
+        o["Key"] for o in s3.list_objects_v2(Bucket=mlflow_server.s3.bucket, Prefix="mlflow/", MaxKeys=1000)["Contents"]
+    ]
     run_keys = [k for k in keys if registered.run_id in k]
-    for expected in ("config/resolved.yaml", "split/manifest.json", "plots/losses.png", "plots/ap.png"):
+    for expected in ("config/resolved.yaml", "split/manifest.json", "plots/ap.png", "evaluation/val_results.json"):
         assert any(k.endswith(expected) for k in run_keys), (expected, run_keys)
     assert any(k.endswith("/MLmodel") for k in keys) and any(k.endswith(".pth") or "data/" in k for k in keys)
 
-    import mlflow.pyfunc
+    assert any(k.endswith(f"{ONNX_ARTIFACT_DIR}/model.onnx") for k in run_keys)
+    assert version.tags[TAG_ONNX] == f"runs:/{registered.run_id}/{ONNX_ARTIFACT_DIR}/model.onnx"
 
-    with mlflow_server.use():
-        served = mlflow.pyfunc.load_model(registered.model_uri)
-        heatmaps = served.predict(np.zeros((1, 3, 32, 24), dtype=np.float32))
-    assert np.asarray(heatmaps).shape == (1, 17, 8, 6)
+    # once champion, a later run compares against its metrics, and per joint only on the same validation set
+    promote(client, name, registered.version, margin=0.0)
+    champion = current_champion(client, name)
+    metrics, kept = champion_validation(client, champion, VAL_A, tmp_path / "champion")
+    assert metrics == {"AP": 0.5, "AP50": 0.8}
+    assert kept is not None and kept.read_text() == results.read_text()
+    assert champion_validation(client, champion, VAL_B, tmp_path / "other") == (metrics, None)
+
+    import mlflow.models
+
+    with mlflow_server.use():  # the whole predictor: image + boxes in, keypoints out (tests/test_serving_registry.py)
+        signature = mlflow.models.get_model_info(registered.model_uri).signature
+    assert signature.inputs.input_names() == ["image", "pixels", "boxes", "scores"]
+    assert signature.outputs.input_names() == ["keypoints", "scores", "boxes", "box_source"]
 
 
 @pytest.fixture(scope="module")
@@ -178,7 +202,14 @@ def test_failed_registration_leaves_no_version_and_keeps_champion(mlflow_server,
     promote(client, name, good.version, margin=0.0)
 
     with pytest.raises(RegistryError, match="does not exist"):
-        register_student(TinyPoseNet(), cfg, {"AP": 0.9}, VAL_A, plots=[tmp_path / "missing.png"], tracking_uri=mlflow_server.tracking_uri)
+        register_student(
+            TinyPoseNet(),
+            cfg,
+            {"AP": 0.9},
+            VAL_A,
+            plots=[tmp_path / "missing.png"],
+            tracking_uri=mlflow_server.tracking_uri,
+        )
 
     def crash(*args, **kwargs):
         raise ConnectionError("registry went away mid-registration")
@@ -195,12 +226,22 @@ def test_failed_registration_leaves_no_version_and_keeps_champion(mlflow_server,
     failed_run = client.create_run(client.get_experiment_by_name(name).experiment_id)
     client.set_terminated(failed_run.info.run_id, status="FAILED")
     with pytest.raises(RegistryError, match="failed run"):
-        register_student(TinyPoseNet(), cfg, {"AP": 0.9}, VAL_A, run_id=failed_run.info.run_id, tracking_uri=mlflow_server.tracking_uri)
+        register_student(
+            TinyPoseNet(),
+            cfg,
+            {"AP": 0.9},
+            VAL_A,
+            run_id=failed_run.info.run_id,
+            tracking_uri=mlflow_server.tracking_uri,
+        )
     assert len(client.search_model_versions(f"name = '{name}'")) == 1
 
     good_version = client.get_model_version(name, good.version)
     killed = client.create_model_version(  # what a registration killed by SIGKILL leaves behind
-        name, source=good_version.source, run_id=good.run_id, model_id=good_version.source.rsplit("/", 1)[-1],
+        name,
+        source=good_version.source,
+        run_id=good.run_id,
+        model_id=good_version.source.rsplit("/", 1)[-1],
         tags={"registration.status": "pending", TAG_AP: "0.99"},
     )
     with pytest.raises(RegistryError, match="unfinished registration"):
@@ -210,15 +251,47 @@ def test_failed_registration_leaves_no_version_and_keeps_champion(mlflow_server,
     training_run = client.create_run(client.get_experiment_by_name(name).experiment_id)
     client.log_param(training_run.info.run_id, "train.lr", "logged-differently-by-training")
     client.set_terminated(training_run.info.run_id, status="FINISHED")
-    into_run = register_student(TinyPoseNet(), cfg, {"AP": 0.45}, VAL_A, run_id=training_run.info.run_id, tracking_uri=mlflow_server.tracking_uri)
+    into_run = register_student(
+        TinyPoseNet(),
+        cfg,
+        {"AP": 0.45},
+        VAL_A,
+        run_id=training_run.info.run_id,
+        tracking_uri=mlflow_server.tracking_uri,
+    )
     assert into_run.run_id == training_run.info.run_id
     assert client.get_run(into_run.run_id).data.params["train.lr"] == "logged-differently-by-training"
     assert client.get_run(into_run.run_id).info.status == "FINISHED"
     assert len(client.search_model_versions(f"name = '{name}'")) == 2
 
 
+def test_run_holds_config_from_its_opening_and_validation_from_registration(mlflow_server):
+    from components.registry.run_logging import CONFIG_ARTIFACT, TAG_METHOD, mlflow_run
+
+    name = unique_name("once")
+    cfg = tiny_config(name)
+    client = mlflow_server.client()
+    with mlflow_run(client, cfg, "training") as run_id:
+        pass
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags[TAG_METHOD] == "trs"
+    assert "code.package_version" in run.data.tags
+    assert len(run.data.params) > 100 and run.data.params["registry.model_name"] == name  # several log_batch calls
+    assert [a.path for a in client.list_artifacts(run_id, "config")] == [CONFIG_ARTIFACT]
+
+    register_student(
+        TinyPoseNet(), cfg, {"AP": 0.5}, VAL_A, run_id=run_id, step=7, tracking_uri=mlflow_server.tracking_uri
+    )
+    assert [(m.step, m.value) for m in client.get_metric_history(run_id, "val.AP")] == [(7, 0.5)]
+    assert client.get_run(run_id).data.tags[TAG_VAL_FINGERPRINT] == VAL_A
+
+    with pytest.raises(KeyboardInterrupt), mlflow_run(client, cfg, "interrupted") as failed_id:
+        raise KeyboardInterrupt
+    assert client.get_run(failed_id).info.status == "FAILED"
+
+
 def test_metric_logger_writes_history(mlflow_server):
-    from components.registry.mlflow_logger import MLflowMetricLogger
+    from components.registry.run_logging import MLflowMetricLogger
 
     client = mlflow_server.client()
     experiment_id = client.create_experiment(unique_name("logger"))
@@ -243,7 +316,7 @@ def test_models_cli_lists_promotes_and_rolls_back(mlflow_server):
         register_student(TinyPoseNet(), cfg, {"AP": ap}, VAL_A, tracking_uri=mlflow_server.tracking_uri).version
         for ap in (0.3, 0.2, 0.5)
     ]
-    runner = CliRunner()
+    runner = CliRunner(env=mlflow_server.s3.environment())  # S3 holds the registry lease
     common = ["--set", f"registry.model_name={name}", "--tracking-uri", mlflow_server.tracking_uri]
 
     assert runner.invoke(cli, ["models", "promote", versions[0], *common]).exit_code == 0
@@ -264,31 +337,9 @@ def test_models_cli_lists_promotes_and_rolls_back(mlflow_server):
     assert again.exit_code == 1 and "nothing to roll back" in again.output
 
 
-def test_plots_write_png_files_and_reject_empty_input(tmp_path):
-    from components.registry.plots import plot_ap_per_method, plot_loss_curves, plot_sample_predictions
-
-    history = [{"step": s, "loss/total": 2.0 / (s + 1), "loss/supervised": 1.0 / (s + 1), "lr": 0.1} for s in range(10)]
-    image = np.full((64, 48, 3), 90, dtype=np.uint8)
-    person = np.zeros((1, 17, 3))
-    person[0, :, 0], person[0, :, 1], person[0, :, 2] = np.linspace(5, 40, 17), np.linspace(5, 60, 17), 1.0
-    written = [
-        plot_loss_curves(history, tmp_path / "losses.png"),
-        plot_ap_per_method({"supervised": 0.41, "mean_teacher": 0.45, "trs": 0.5}, tmp_path / "sub" / "ap.png"),
-        plot_sample_predictions([image, image], [person, person[:0]], tmp_path / "samples.png", titles=["a", "b"]),
-    ]
-    for path in written:
-        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
-    with pytest.raises(ValueError, match="non-empty"):
-        plot_loss_curves([], tmp_path / "x.png")
-    with pytest.raises(ValueError, match="no loss terms"):
-        plot_loss_curves([{"step": 0, "lr": 0.1}], tmp_path / "x.png")
-    with pytest.raises(ValueError, match="as many"):
-        plot_sample_predictions([image], [], tmp_path / "x.png")
-
-
 def test_tracking_uri_comes_from_config_then_env_then_local_services(tmp_path, monkeypatch):
     from components.config import RegistryConfig
-    from components.registry.registry import resolve_tracking_uri
+    from components.registry.mlflow_client import resolve_tracking_uri
     from components.services.process import ServiceError
 
     monkeypatch.setenv("TRS_POSE_STATE_DIR", str(tmp_path / "no-services"))

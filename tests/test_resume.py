@@ -117,7 +117,9 @@ def _other_step(state: dict[str, Any]) -> None:
     state["step"] = 1
 
 
-@pytest.mark.parametrize(("tamper", "message"), [(_other_world_size, "saved by 2 ranks"), (_other_step, "data position")])
+@pytest.mark.parametrize(
+    ("tamper", "message"), [(_other_world_size, "saved by 2 ranks"), (_other_step, "data position")]
+)
 def test_resume_refuses_an_inconsistent_checkpoint(split, tmp_path: Path, tamper, message: str) -> None:
     cfg = tiny_config(tmp_path, "supervised", iterations=2)
     uri = train(cfg, split, progress=False).checkpoint_uri

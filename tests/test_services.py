@@ -1,11 +1,11 @@
-"""Real SeaweedFS and MLflow servers: keys, health, proxied artifacts, and the services manager."""
+"""Real SeaweedFS, MLflow and ZenML servers: keys, health, proxied artifacts, and the services manager."""
 
 from __future__ import annotations
 
 import pytest
 from botocore.exceptions import ClientError
 
-from components.services.mlflow_server import mlflow_healthy
+from components.services.process import health_answers
 
 pytestmark = pytest.mark.slow
 
@@ -63,7 +63,7 @@ def test_mlflow_artifacts_are_proxied_into_the_bucket(mlflow_server, tmp_path, m
 
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL"):
         monkeypatch.delenv(name, raising=False)  # the client must not need S3 credentials
-    assert mlflow_healthy(mlflow_server.tracking_uri)
+    assert health_answers(mlflow_server.tracking_uri)
     note = tmp_path / "note.txt"
     note.write_text("proxied")
     with mlflow_server.use():
@@ -87,43 +87,50 @@ def test_up_is_idempotent_status_reports_and_down_stops_only_its_own(tmp_path, s
     from cli.main import cli
     from components.services.manager import local_services, services_down, services_status, services_up
     from components.services.process import command_line, is_our_process, read_pid
+    from components.services.zenml_server import api_key_works, load_or_create_zenml_credentials
 
     monkeypatch.delenv("TRS_POSE_S3_ACCESS_KEY", raising=False)
     monkeypatch.delenv("TRS_POSE_S3_SECRET_KEY", raising=False)
     state = tmp_path / "state"
     try:
-        assert services_up(state, timeout=120) == {"seaweedfs": "started", "mlflow": "started"}
-        first_pids = {name: read_pid(state / f"{name}.pid") for name in ("seaweedfs", "mlflow")}
-        assert services_up(state, timeout=120) == {"seaweedfs": "already running", "mlflow": "already running"}
+        names = ("seaweedfs", "mlflow", "zenml")
+        assert services_up(state, timeout=180) == dict.fromkeys(names, "started")
+        first_pids = {name: read_pid(state / f"{name}.pid") for name in names}
+        assert services_up(state, timeout=180) == dict.fromkeys(names, "already running")
         assert {name: read_pid(state / f"{name}.pid") for name in first_pids} == first_pids
         again = CliRunner().invoke(cli, ["services", "up", "--state-dir", str(state)], env={"COLUMNS": "200"})
         assert again.exit_code == 0, again.output
-        assert "seaweedfs: already running" in again.output and "mlflow: already running" in again.output
-        assert again.output.count("running") >= 4  # the status table follows
+        assert all(f"{name}: already running" in again.output for name in names)
+        assert again.output.count("running") >= 6  # the status table follows
 
-        assert {row.name: row.state for row in services_status(state)} == {"seaweedfs": "running", "mlflow": "running"}
-        secret_files = {"s3_credentials.json", "s3_identities.json"}
+        assert {row.name: row.state for row in services_status(state)} == dict.fromkeys(names, "running")
+        secret_files = {"s3_credentials.json", "s3_identities.json", "zenml_credentials.json"}
         for name in secret_files:
             assert stat.S_IMODE((state / name).stat().st_mode) == 0o600, name
         services = local_services(state)
         assert services.s3.healthy()
-        secret = services.s3.secret_key
+        assert services.zenml is not None and api_key_works(services.zenml.url, services.zenml.api_key)
+        admin_password = load_or_create_zenml_credentials(state).admin_password
+        secrets = (services.s3.secret_key, services.zenml.api_key, admin_password)
         for path in state.iterdir():
             if path.suffix in {".log", ".json"} and path.name not in secret_files and path.is_file():
-                assert secret not in path.read_text(errors="replace"), f"secret leaked into {path}"
-        assert secret not in repr(services.s3)
+                assert not any(s in path.read_text(errors="replace") for s in secrets), f"secret leaked into {path}"
+        assert not any(s in repr(services) for s in secrets)
         for pid in first_pids.values():
-            assert secret not in (command_line(pid) or ""), "secrets must not be visible in `ps`"
+            assert not any(s in (command_line(pid) or "") for s in secrets), "secrets must not be visible in `ps`"
         exports = CliRunner().invoke(cli, ["services", "env", "--state-dir", str(state)]).output
-        assert f"MLFLOW_TRACKING_URI={services.tracking_uri}" in exports and secret not in exports
-        assert secret in CliRunner().invoke(cli, ["services", "env", "--state-dir", str(state), "--with-credentials"]).output
+        assert f"MLFLOW_TRACKING_URI={services.tracking_uri}" in exports
+        assert f"ZENML_STORE_URL={services.zenml.url}" in exports
+        assert not any(s in exports for s in secrets)
+        with_keys = CliRunner().invoke(cli, ["services", "env", "--state-dir", str(state), "--with-credentials"])
+        assert services.s3.secret_key in with_keys.output and services.zenml.api_key in with_keys.output
     finally:
         outcome = services_down(state)
-    assert outcome == {"mlflow": "stopped", "seaweedfs": "stopped"}
+    assert outcome == {"zenml": "stopped", "mlflow": "stopped", "seaweedfs": "stopped"}
     assert not is_our_process(first_pids["seaweedfs"], str(state))
     assert {row.state for row in services_status(state)} == {"stopped"}
     shown = CliRunner().invoke(cli, ["services", "status", "--state-dir", str(state)], env={"COLUMNS": "200"})
-    assert shown.exit_code == 0 and shown.output.count("stopped") == 2
+    assert shown.exit_code == 0 and shown.output.count("stopped") == 3
     assert s3_server.healthy(), "down must not touch servers it did not start"
 
     bystander = subprocess.Popen(["sleep", "30"])

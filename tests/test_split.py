@@ -36,7 +36,13 @@ def _write_coco(path: Path, num_images: int, seed: int, unlabeled_every: int = 4
                 "bbox": [x, y, 60.0, 95.0], "area": 5000.0, "segmentation": [[x, y, x + 60, y, x + 60, y + 95]],
                 "keypoints": [round(float(v), 2) for v in keypoints.ravel()], "num_keypoints": 17 if labeled else 0,
             })  # fmt: skip
-    coco = {"info": {"description": "split test"}, "licenses": [], "images": images, "annotations": annotations, "categories": [PERSON_CATEGORY]}
+    coco = {
+        "info": {"description": "split test"},
+        "licenses": [],
+        "images": images,
+        "annotations": annotations,
+        "categories": [PERSON_CATEGORY],
+    }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(coco))
     return coco
@@ -149,11 +155,18 @@ def test_too_many_labeled_images_is_a_clear_error(coco_set: tuple[Path, Path, di
 def test_split_of_real_coco_validates(coco_mini: Path, tmp_path: Path) -> None:
     train_ann, train_images = coco_layout(coco_mini, "train2017")
     val_ann, val_images = coco_layout(coco_mini, "val2017")
-    files = make_split(train_ann, train_images, val_ann, val_images, tmp_path, DataConfig(num_labeled=10, holdout_labeled=5))
+    files = make_split(
+        train_ann, train_images, val_ann, val_images, tmp_path, DataConfig(num_labeled=10, holdout_labeled=5)
+    )
     for path in (files.labeled_ann, files.holdout_ann, files.unlabeled_ann):
         report = validate_dataset(path, train_images, check_images=False, expectations=False)
         assert report.ok, [str(v) for v in report.violations]
-    assert validate_dataset(files.unlabeled_ann, train_images, check_images=False, expectations=False).stats["people_with_keypoints"] == 0
+    assert (
+        validate_dataset(files.unlabeled_ann, train_images, check_images=False, expectations=False).stats[
+            "people_with_keypoints"
+        ]
+        == 0
+    )
 
 
 def test_cli_split_prints_counts_and_writes_manifest(coco_set: tuple[Path, Path, dict], tmp_path: Path) -> None:
@@ -163,7 +176,18 @@ def test_cli_split_prints_counts_and_writes_manifest(coco_set: tuple[Path, Path,
 
     root = coco_set[0].parent.parent
     out = tmp_path / "cli-split"
-    args = ["data", "split", "--root", str(root), "--out", str(out), "--set", "data.num_labeled=6", "--set", "data.holdout_labeled=2"]
+    args = [
+        "data",
+        "split",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--set",
+        "data.num_labeled=6",
+        "--set",
+        "data.holdout_labeled=2",
+    ]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "manifest.json").read_text())

@@ -20,9 +20,31 @@ def _load_benchmark():
 
 
 TOY = [
-    "--images", "10", "--val-images", "3", "--image-size", "96x128", "--input", "64x48", "--iterations", "4",
-    "--batch", "2", "--unlabeled-batch", "2", "--labeled-fraction", "0.3", "--holdout", "2", "--seeds", "0",
-    "--no-progress", "--set", "model.deconv_channels=16", "--set", "model.mfl_channels=8",
+    "--images",
+    "10",
+    "--val-images",
+    "3",
+    "--image-size",
+    "96x128",
+    "--input",
+    "64x48",
+    "--iterations",
+    "4",
+    "--batch",
+    "2",
+    "--unlabeled-batch",
+    "2",
+    "--labeled-fraction",
+    "0.3",
+    "--holdout",
+    "2",
+    "--seeds",
+    "0",
+    "--no-progress",
+    "--set",
+    "model.deconv_channels=16",
+    "--set",
+    "model.mfl_channels=8",
 ]
 
 
@@ -32,10 +54,16 @@ def test_per_seed_table_pairs_each_variant_with_trs_on_the_same_seed():
     def runs(*aps: float | None) -> dict[str, dict[str, float]]:
         return {str(seed): {"AP": ap} for seed, ap in enumerate(aps) if ap is not None}
 
-    results = {"trs": runs(0.40, 0.50, 0.45), "supervised": runs(0.35, 0.41, 0.44), "trs_no_mfl": runs(0.38, None, 0.47)}
+    results = {
+        "trs": runs(0.40, 0.50, 0.45),
+        "supervised": runs(0.35, 0.41, 0.44),
+        "trs_no_mfl": runs(0.38, None, 0.47),
+    }
     table = ssl_gain.per_seed_table(results, ["supervised", "trs", "trs_no_mfl", "mean_teacher"])
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in table.splitlines()[2:]}
-    assert table.splitlines()[0] == "| variant | seed 0 | seed 1 | seed 2 | paired ΔAP vs trs (per seed) | mean paired Δ |"
+    assert (
+        table.splitlines()[0] == "| variant | seed 0 | seed 1 | seed 2 | paired ΔAP vs trs (per seed) | mean paired Δ |"
+    )
     assert rows["supervised"] == ["35.0", "41.0", "44.0", "-5.0 / -9.0 / -1.0", "-5.0"]
     assert rows["trs"] == ["40.0", "50.0", "45.0", "", ""]
     assert rows["trs_no_mfl"] == ["38.0", "", "47.0", "-2.0 / +2.0", "+0.0"]  # seed 1 missing: paired over 0 and 2
@@ -47,7 +75,9 @@ def test_toy_benchmark_scores_each_variant_caches_it_and_refuses_other_settings(
     ssl_gain = _load_benchmark()
     work = tmp_path / "bench"
     variants = "supervised,supervised_mfl,trs,supervised_full"
-    table = ssl_gain.main(["--work-dir", str(work), "--variants", variants, "--markdown-out", str(tmp_path / "t.md"), *TOY])
+    table = ssl_gain.main(
+        ["--work-dir", str(work), "--variants", variants, "--markdown-out", str(tmp_path / "t.md"), *TOY]
+    )
 
     stored = json.loads((work / "results.json").read_text())
     assert sorted(stored["runs"]) == sorted(variants.split(","))
@@ -56,7 +86,11 @@ def test_toy_benchmark_scores_each_variant_caches_it_and_refuses_other_settings(
         assert 0.0 <= runs["0"]["AP"] <= 1.0 and runs["0"]["train_minutes"] > 0
     manifest = json.loads((work / "splits" / "frac0.3-seed0" / "manifest.json").read_text())
     assert manifest["data_config"]["synthetic"] == {
-        "num_train_images": 10, "num_val_images": 3, "seed": 0, "image_size": [96, 128], "style": "easy"
+        "num_train_images": 10,
+        "num_val_images": 3,
+        "seed": 0,
+        "image_size": [96, 128],
+        "style": "easy",
     }
     assert manifest["counts"]["labeled"]["images"] == 3 and manifest["counts"]["holdout"]["images"] == 2
     caption, summary, per_seed = table.split("\n\n")
@@ -113,7 +147,11 @@ def test_jobs_train_in_child_processes_and_match_in_process_runs(tmp_path: Path)
 def test_a_failed_child_names_its_log_and_stores_nothing(tmp_path: Path):
     ssl_gain = _load_benchmark()
     work = tmp_path / "bench"
-    with pytest.raises(SystemExit, match=r"supervised seed 0 failed \(exit code [1-9]\d*\); see .*supervised-seed0\.log"):
-        ssl_gain.main(["--work-dir", str(work), "--variants", "supervised", "--jobs", "2", *TOY, "--set", "train.no_such_field=1"])
+    with pytest.raises(
+        SystemExit, match=r"supervised seed 0 failed \(exit code [1-9]\d*\); see .*supervised-seed0\.log"
+    ):
+        ssl_gain.main(
+            ["--work-dir", str(work), "--variants", "supervised", "--jobs", "2", *TOY, "--set", "train.no_such_field=1"]
+        )
     assert "no_such_field" in (work / "logs" / "supervised-seed0.log").read_text()
     assert not (work / "results.json").exists()

@@ -120,9 +120,18 @@ def _posed(yaw_deg: float):
     rng = np.random.default_rng(0)
     pair = lambda deg: np.radians([deg, deg])  # noqa: E731
     angles = JointAngles(
-        shoulder_flexion=pair(0), shoulder_abduction=pair(35), elbow_flexion=pair(10), elbow_plane=pair(0),
-        hip_flexion=pair(0), hip_abduction=pair(8), knee_flexion=pair(5),
-        trunk_pitch=0.0, trunk_bend=0.0, trunk_twist=0.0, head_yaw=0.0, head_pitch=0.0,
+        shoulder_flexion=pair(0),
+        shoulder_abduction=pair(35),
+        elbow_flexion=pair(10),
+        elbow_plane=pair(0),
+        hip_flexion=pair(0),
+        hip_abduction=pair(8),
+        knee_flexion=pair(5),
+        trunk_pitch=0.0,
+        trunk_bend=0.0,
+        trunk_twist=0.0,
+        head_yaw=0.0,
+        head_pitch=0.0,
     )
     body = build_body(sample_proportions(rng), angles).transformed(camera_rotation(np.radians(yaw_deg), 0.0, 0.0))
     return body, sample_appearance(rng)
@@ -150,7 +159,9 @@ def test_visibility_follows_facing_occluders_and_image_borders():
     below = render_layers(rng, [SceneLayer(-1.0, occluder=box), SceneLayer(0.0, painter=painter)], height, width, plain)
     assert below.people[0].keypoints[10, 2] == 2  # an object behind the person hides nothing
 
-    side = render_layers(rng, [SceneLayer(0.0, painter=PersonPainter(_posed(90.0)[0], placement, look))], height, width, plain)
+    side = render_layers(
+        rng, [SceneLayer(0.0, painter=PersonPainter(_posed(90.0)[0], placement, look))], height, width, plain
+    )
     near, far = side.people[0].keypoints[[6, 5], 2]  # facing image-right shows the right side
     assert (near, far) == (2, 1)
 
@@ -171,8 +182,9 @@ def test_left_and_right_are_not_told_apart_by_colour(scenes):
             for left, right in FLIP_PAIRS[2:]:  # shoulders to ankles
                 (lx, ly, lv), (rx, ry, rv) = person.keypoints[left], person.keypoints[right]
                 if lv == 2 and rv == 2:
-                    patch = lambda x, y: image[int(y) : int(y) + 3, int(x) : int(x) + 3].reshape(-1, 3).mean(0)  # noqa: E731
-                    differences.append(patch(lx, ly) - patch(rx, ry))
+                    lp = image[int(ly) : int(ly) + 3, int(lx) : int(lx) + 3].reshape(-1, 3).mean(0)
+                    rp = image[int(ry) : int(ry) + 3, int(rx) : int(rx) + 3].reshape(-1, 3).mean(0)
+                    differences.append(lp - rp)
     d = np.array(differences)
     assert len(d) > 200
     t_statistic = d.mean(0) / (d.std(0, ddof=1) / np.sqrt(len(d)))
@@ -189,7 +201,19 @@ def test_people_vary_in_size_and_facing(scenes):
 def test_cli_writes_coco_layout(tmp_path):
     from cli.data import data
 
-    args = ["synth", "--out", str(tmp_path), "--num-images", "3", "--val-images", "1", "--height", "64", "--width", "80"]
+    args = [
+        "synth",
+        "--out",
+        str(tmp_path),
+        "--num-images",
+        "3",
+        "--val-images",
+        "1",
+        "--height",
+        "64",
+        "--width",
+        "80",
+    ]
     result = CliRunner().invoke(data, args)
     assert result.exit_code == 0, result.output
     for split, count in (("train", 3), ("val", 1)):

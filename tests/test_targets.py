@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from components.data.geometry import heatmap_to_input, input_to_heatmap
-from components.data.targets import gaussian_heatmaps
+from components.heatmap_codec import gaussian_heatmaps
 
 HEATMAP_SIZE = (64, 48)
 STRIDE = 4

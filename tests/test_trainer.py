@@ -66,6 +66,7 @@ def test_semi_supervised_methods_checkpoint_every_piece(split, tmp_path: Path, m
         checks = [(m, step) for m, step in logger.calls if "teacher/holdout_ap" in m]
         assert [step for _, step in checks] == [2, 4]
         assert all(0.0 <= m["teacher/holdout_ap"] <= m["reviewer/best_ap"] <= 1.0 for m, _ in checks)
+        assert checks[-1][0]["reviewer/snapshot_step"] == snapshots[0]["step"]  # what the training curves mark
     else:
         assert state["reviewer"] is None
 
@@ -101,7 +102,14 @@ def test_train_cli_splits_trains_and_reports(tmp_path: Path, monkeypatch: pytest
     common = ["--checkpoint-dir", str(tmp_path / "ckpt"), "--json", "--no-progress"]
     common += [item for override in tiny_overrides("mean_teacher", iterations=2) for item in ("--set", override)]
     source = ["--ann", str(tmp_path / "train.json"), "--images", str(tmp_path / "images")]
-    split_args = ["--split-out", str(tmp_path / "split"), "--set", "data.num_labeled=3", "--set", "data.holdout_labeled=2"]
+    split_args = [
+        "--split-out",
+        str(tmp_path / "split"),
+        "--set",
+        "data.num_labeled=3",
+        "--set",
+        "data.holdout_labeled=2",
+    ]
     args = ["train", *source, *split_args, "--metrics-file", str(tmp_path / "metrics.jsonl"), *common]
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
@@ -112,15 +120,21 @@ def test_train_cli_splits_trains_and_reports(tmp_path: Path, monkeypatch: pytest
     assert [line["step"] for line in lines] == [1, 2] and "loss/total" in lines[0]
 
     from components.kubernetes import run_result
+    from components.storage.retry import Patient
 
-    published: list[tuple[str, object]] = []
-    monkeypatch.setattr(run_result, "write_run_result", lambda uri, result: published.append((uri, result)))
+    published: list[tuple[str, object, object]] = []
+    monkeypatch.setattr(
+        run_result, "write_run_result", lambda uri, result, client: published.append((uri, result, client))
+    )
     monkeypatch.setenv("TRS_POSE_RUN_URI", "s3://bucket/runs/r1")
     again = CliRunner().invoke(cli, ["train", "--split-dir", str(tmp_path / "split"), *common])
     assert again.exit_code == 0, again.output
-    assert json.loads(again.output.strip().splitlines()[-1])["checkpoint"] == summary["checkpoint"], "resumed, nothing to do"
+    assert json.loads(again.output.strip().splitlines()[-1])["checkpoint"] == summary["checkpoint"], (
+        "resumed, nothing to do"
+    )
     assert len(published) == 1 and published[0][0] == "s3://bucket/runs/r1", "a pod run hands its result over"
     assert published[0][1].checkpoint_uri == summary["checkpoint"] and published[0][1].step == 2
+    assert isinstance(published[0][2], Patient), "the pod's last write must be retried like its checkpoints"
 
     clash = CliRunner().invoke(cli, ["train", "--split-dir", "x", *source])
     assert clash.exit_code == 2 and "not both" in clash.output
@@ -138,19 +152,19 @@ class _Squares(torch.utils.data.Dataset):
 
 def _stream_batch(device: torch.device) -> dict[str, torch.Tensor]:
     from components.engine.distributed import DistributedContext
-    from components.engine.trainer import _stream
+    from components.engine.streams import batch_stream
 
     ctx = DistributedContext(rank=0, world_size=1, local_rank=0, device=device)
-    _, batches = _stream(_Squares(), 4, tiny_config(Path("unused")), ctx, start_batch=0, stream=0)
+    _, batches = batch_stream(_Squares(), 4, tiny_config(Path("unused")), ctx, start_batch=0, stream=0)
     return next(batches)
 
 
 def test_host_batches_are_unpinned_on_cpu_and_moved_unchanged() -> None:
-    from components.engine.trainer import _to_device
+    from components.engine.streams import to_device
 
     batch = _stream_batch(torch.device("cpu"))
     assert not batch["image"].is_pinned()
-    moved = _to_device({**batch, "name": "kept"}, torch.device("cpu"), channels_last=True)
+    moved = to_device({**batch, "name": "kept"}, torch.device("cpu"), channels_last=True)
     assert torch.equal(moved["image"], batch["image"]) and moved["name"] == "kept"
     assert moved["image"].is_contiguous(memory_format=torch.channels_last)
     assert moved["index"] is batch["index"]  # a CPU "copy" to the CPU is no copy
@@ -158,11 +172,11 @@ def test_host_batches_are_unpinned_on_cpu_and_moved_unchanged() -> None:
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_host_batches_are_pinned_for_cuda_and_copied_asynchronously() -> None:
-    from components.engine.trainer import _to_device
+    from components.engine.streams import to_device
 
     device = torch.device("cuda", torch.cuda.current_device())
     batch = _stream_batch(device)
     assert batch["image"].is_pinned()  # what lets `non_blocking=True` overlap the copy with compute
-    moved = _to_device(batch, device, channels_last=False)
+    moved = to_device(batch, device, channels_last=False)
     assert moved["image"].device == device
     assert torch.equal(moved["image"].cpu(), batch["image"])

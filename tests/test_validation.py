@@ -205,7 +205,9 @@ def test_broken_variant_fails_with_its_rule(variant: str, coco_val: tuple[Path, 
         ('{"images": [{"id": 1} {"id": 2}]}', "after images[0]"),
     ],
 )
-def test_invalid_json_is_one_clear_violation(text: str | None, where: str, coco_val: tuple[Path, Path, dict], tmp_path: Path) -> None:
+def test_invalid_json_is_one_clear_violation(
+    text: str | None, where: str, coco_val: tuple[Path, Path, dict], tmp_path: Path
+) -> None:
     ann, images, _ = coco_val
     path = tmp_path / "bad.json"
     if text is None:
@@ -327,7 +329,20 @@ def test_cli_exit_codes_and_printed_violations(coco_val: tuple[Path, Path, dict]
     second["bbox"] = [0.0, 0.0, float("nan"), 1.0]
     path = tmp_path / "broken.json"
     path.write_text(json.dumps(broken))
-    bad = runner.invoke(cli, ["data", "validate", "--ann", str(path), "--images", str(images), "--no-expectations", "--report", str(tmp_path / "r")])
+    bad = runner.invoke(
+        cli,
+        [
+            "data",
+            "validate",
+            "--ann",
+            str(path),
+            "--images",
+            str(images),
+            "--no-expectations",
+            "--report",
+            str(tmp_path / "r"),
+        ],
+    )
     assert bad.exit_code == 1
     assert f"annotation {first['id']}: [num_keypoints.mismatch]" in bad.output
     assert f"annotation {second['id']}: [bbox.non_finite]" in bad.output

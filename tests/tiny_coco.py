@@ -16,9 +16,23 @@ from components.keypoints import PERSON_CATEGORY, SKELETON
 # COCO keypoint order, (x, y) as fractions of the person box; the person faces the camera
 TEMPLATE = np.array(
     [
-        [0.50, 0.08], [0.55, 0.05], [0.45, 0.05], [0.60, 0.07], [0.40, 0.07],
-        [0.70, 0.22], [0.30, 0.22], [0.80, 0.38], [0.20, 0.38], [0.85, 0.52], [0.15, 0.52],
-        [0.62, 0.55], [0.38, 0.55], [0.64, 0.75], [0.36, 0.75], [0.65, 0.95], [0.35, 0.95],
+        [0.50, 0.08],
+        [0.55, 0.05],
+        [0.45, 0.05],
+        [0.60, 0.07],
+        [0.40, 0.07],
+        [0.70, 0.22],
+        [0.30, 0.22],
+        [0.80, 0.38],
+        [0.20, 0.38],
+        [0.85, 0.52],
+        [0.15, 0.52],
+        [0.62, 0.55],
+        [0.38, 0.55],
+        [0.64, 0.75],
+        [0.36, 0.75],
+        [0.65, 0.95],
+        [0.35, 0.95],
     ]
 )
 
@@ -32,6 +46,22 @@ def _person(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarr
     points = TEMPLATE + rng.normal(0.0, 0.03, TEMPLATE.shape)
     xy = np.stack([x0 + points[:, 0] * box_w, y0 + points[:, 1] * box_h], axis=1)
     return xy, [float(x0), float(y0), float(box_w), float(box_h)]
+
+
+def person_annotation(
+    ann_id: int, image_id: int, keypoints: list[float], bbox: list[float], area: float
+) -> dict[str, Any]:
+    """One COCO person record; `num_keypoints` counts the labeled joints of the flat [x, y, v] list."""
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": PERSON_CATEGORY["id"],
+        "keypoints": keypoints,
+        "num_keypoints": sum(1 for v in keypoints[2::3] if v > 0),
+        "area": area,
+        "bbox": bbox,
+        "iscrowd": 0,
+    }
 
 
 def write_coco(root: Path, num_images: int, seed: int, size: tuple[int, int] = (64, 48)) -> dict[str, Any]:
@@ -50,13 +80,8 @@ def write_coco(root: Path, num_images: int, seed: int, size: tuple[int, int] = (
         cv2.imwrite(str(root / "images" / name), canvas)
         images.append({"id": image_id, "file_name": name, "width": width, "height": height})
         keypoints = np.concatenate([xy, np.full((17, 1), 2.0)], axis=1)
-        annotations.append(
-            {
-                "id": 100 + image_id, "image_id": image_id, "category_id": PERSON_CATEGORY["id"],
-                "bbox": box, "area": box[2] * box[3], "iscrowd": 0,
-                "keypoints": [round(float(v), 2) for v in keypoints.ravel()], "num_keypoints": 17,
-            }
-        )
+        flat = [round(float(v), 2) for v in keypoints.ravel()]
+        annotations.append(person_annotation(100 + image_id, image_id, flat, box, box[2] * box[3]))
     return {"images": images, "annotations": annotations, "categories": [PERSON_CATEGORY]}
 
 
@@ -73,7 +98,9 @@ def _subset(coco: dict[str, Any], image_ids: set[int], strip_labels: bool = Fals
     }
 
 
-def make_tiny_split(root: Path, num_labeled: int = 4, num_unlabeled: int = 8, num_holdout: int = 3, seed: int = 0) -> SplitFiles:
+def make_tiny_split(
+    root: Path, num_labeled: int = 4, num_unlabeled: int = 8, num_holdout: int = 3, seed: int = 0
+) -> SplitFiles:
     """SplitFiles over freshly drawn images: labeled, unlabeled (labels removed), holdout; val = holdout."""
     total = num_labeled + num_unlabeled + num_holdout
     coco = write_coco(root, total, seed)
@@ -90,19 +117,37 @@ def make_tiny_split(root: Path, num_labeled: int = 4, num_unlabeled: int = 8, nu
     manifest = root / "manifest.json"
     manifest.write_text(json.dumps({"seed": seed}))
     return SplitFiles(
-        labeled_ann=paths["labeled"], unlabeled_ann=paths["unlabeled"], holdout_ann=paths["holdout"],
-        train_images=root / "images", val_ann=paths["holdout"], val_images=root / "images", manifest=manifest,
+        labeled_ann=paths["labeled"],
+        unlabeled_ann=paths["unlabeled"],
+        holdout_ann=paths["holdout"],
+        train_images=root / "images",
+        val_ann=paths["holdout"],
+        val_images=root / "images",
+        manifest=manifest,
     )
 
 
 def tiny_overrides(method: str = "trs", **train: Any) -> list[str]:
     """resnet18 at 64x48 with 32-channel deconvolutions: a few iterations take seconds on the CPU."""
     overrides = [
-        "input.image_size=[64, 48]", "model.deconv_channels=32", "model.mfl_channels=8",
-        f"train.method={method}", "train.iterations=6", "train.batch_size=2", "train.unlabeled_batch_size=2",
-        "train.warmup_iters=2", "train.num_workers=0", "train.log_every=1", "train.ema.warmup_iters=2",
-        "train.reviewer.check_every=2", "train.consistency.rampup_iters=2", "train.consistency.confidence_threshold=0.0",
-        "train.checkpoint.every=2", "train.checkpoint.keep_last=10", "eval.batch_size=4", "eval.num_workers=0",
+        "input.image_size=[64, 48]",
+        "model.deconv_channels=32",
+        "model.mfl_channels=8",
+        f"train.method={method}",
+        "train.iterations=6",
+        "train.batch_size=2",
+        "train.unlabeled_batch_size=2",
+        "train.warmup_iters=2",
+        "train.num_workers=0",
+        "train.log_every=1",
+        "train.ema.warmup_iters=2",
+        "train.reviewer.check_every=2",
+        "train.consistency.rampup_iters=2",
+        "train.consistency.confidence_threshold=0.0",
+        "train.checkpoint.every=2",
+        "train.checkpoint.keep_last=10",
+        "eval.batch_size=4",
+        "eval.num_workers=0",
     ]
     return overrides + [f"train.{key}={value}" for key, value in train.items()]
 

@@ -19,20 +19,31 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from components.atomic_files import replaced_atomically
+from components.errors import TrsPoseError
 
 STREAMED_KEYS: frozenset[str] = frozenset({"images", "annotations"})
 _WHITESPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip_whitespace(text: str, pos: int) -> int:
+    """The first position at or after `pos` that is not JSON whitespace (the pattern always matches)."""
+    match = _WHITESPACE.match(text, pos)
+    assert match is not None
+    return match.end()
 _CHUNK_CHARS = 1 << 20
 _ESCAPE_SLACK = 8  # a buffer cut inside "\\u00e9" fails a few chars before its end
 
 
-class CocoJsonError(ValueError):
+class CocoJsonError(TrsPoseError, ValueError):
     """The file is not valid JSON (or not a JSON object); says where, by line, column and char."""
 
     def __init__(self, file: str | Path, message: str, position: int | None = None) -> None:
         self.file = str(file)
         self.position = position
-        self.line, self.column = _line_column(file, position) if position is not None else (None, None)
+        self.line: int | None = None
+        self.column: int | None = None
+        if position is not None:
+            self.line, self.column = _line_column(file, position)
         where = f" at line {self.line} column {self.column} (char {position})" if position is not None else ""
         self.reason = message
         super().__init__(f"{file}: not valid JSON{where}: {message}")
@@ -93,7 +104,7 @@ class _Cursor:
     def peek(self) -> str | None:
         """The next non-whitespace character, without consuming it; None at end of file."""
         while True:
-            self.pos = _WHITESPACE.match(self.text, self.pos).end()
+            self.pos = _skip_whitespace(self.text, self.pos)
             if self.pos < len(self.text):
                 return self.text[self.pos]
             if not self._fill():
@@ -170,8 +181,9 @@ def _walk(cursor: _Cursor, streamed: frozenset[str]) -> Iterator[Entry]:
 
 
 def _walk_array(cursor: _Cursor, key: str) -> Iterator[Entry]:
-    if cursor.peek() == "]":
+    if cursor.peek() == "]":  # an empty array is yielded whole, so the caller sees the key
         cursor.pos += 1
+        yield Entry(key, [], None)
         return
     index = 0
     while True:

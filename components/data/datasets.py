@@ -7,6 +7,7 @@ same whatever the worker count, the order of access or a resume in the middle of
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import cv2
@@ -18,8 +19,8 @@ from torch.utils.data import Dataset
 from components.config import ExperimentConfig
 from components.data.geometry import apply_affine, compose_affine, invert_affine
 from components.data.records import PersonRecord, RecordError, load_detection_records, load_person_records
-from components.data.targets import gaussian_heatmaps
 from components.data.transforms import View, base_view, half_body_view, photometric, sample_view, to_tensor, warp
+from components.heatmap_codec import gaussian_heatmaps
 from components.keypoints import FLIP_INDEX
 
 Item = dict[str, torch.Tensor]
@@ -34,16 +35,22 @@ def read_image(record: PersonRecord) -> NDArray[np.uint8]:
             f"image_id {record.image_id} (annotation {record.ann_id})",
             "the image is missing or cannot be decoded",
         )
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return np.asarray(cv2.cvtColor(image, cv2.COLOR_BGR2RGB), dtype=np.uint8)
 
 
 def loader_worker_init(worker_id: int) -> None:
-    """DataLoader `worker_init_fn`: one torch thread per worker, so workers don't oversubscribe the cores.
+    """DataLoader `worker_init_fn` of every loader: one torch thread per worker, numpy and python seeded.
 
-    It must not call `cv2.setNumThreads`: in a fork()ed child of a process whose OpenCV pool ran,
-    that call deadlocks. OpenCV is made single-threaded at import instead (components.data.transforms).
+    One thread, so workers don't oversubscribe the cores. It must not call `cv2.setNumThreads`: in a
+    fork()ed child of a process whose OpenCV pool ran, that call deadlocks; OpenCV is made
+    single-threaded at import instead (components.data.transforms). The global numpy and python RNGs
+    are seeded from torch's per-worker seed, so code drawing from them repeats; the datasets
+    themselves draw from per-item generators.
     """
     torch.set_num_threads(1)
+    worker_seed = torch.initial_seed() % 2**32
+    np.random.seed(worker_seed)
+    random.seed(worker_seed)
 
 
 def _ids(record: PersonRecord) -> Item:
@@ -203,13 +210,6 @@ class EvalPoseDataset(PersonCropDataset):
         """Boxes from a COCO detection-results JSON (`ann_id` -1, `score` the detector's)."""
         records = load_detection_records(det_file, ann_file, image_dir, min_score=min_score)
         return cls(det_file, image_dir, cfg, seed, records=records)
-
-    @classmethod
-    def from_config(cls, ann_file: str | Path, image_dir: str | Path, cfg: ExperimentConfig) -> EvalPoseDataset:
-        """Ground-truth boxes, or the detection file named by `eval.boxes`."""
-        if cfg.eval.boxes == "ground_truth":
-            return cls(ann_file, image_dir, cfg)
-        return cls.from_detections(cfg.eval.boxes, ann_file, image_dir, cfg)
 
     def __getitem__(self, index: int) -> Item:
         record = self.records[index]

@@ -6,30 +6,61 @@ the box centre lands on the input centre `((w - 1) / 2, (h - 1) / 2)` and the bo
 pixels. Heatmap pixel `u` covers input pixels `[u * s, (u + 1) * s)` for stride `s`, so its centre
 sits at input coordinate `(u + 0.5) * s - 0.5`; `input_to_heatmap` and `heatmap_to_input` convert.
 
-Affine transforms are 2x3 float64 matrices acting on column vectors `[x, y, 1]`.
+Affine transforms are 2x3 float64 matrices acting on column vectors `[x, y, 1]`. The batched box and
+crop functions (`boxes_to_centers_scales`, `crop_to_image`) take numpy arrays or torch tensors alike,
+so the exported predictor (components/serving) runs this very arithmetic in its graph.
 """
 
 from __future__ import annotations
 
 import math
+from typing import TypeVar
 
 import numpy as np
+import torch
 from numpy.typing import ArrayLike, NDArray
 
 Affine = NDArray[np.float64]
+Points = TypeVar("Points", NDArray[np.float64], torch.Tensor)
+
+
+def _float_array(values: ArrayLike | torch.Tensor) -> NDArray[np.float64] | torch.Tensor:
+    """Tensors as they are (traceable), anything else as a float64 array."""
+    return values if isinstance(values, torch.Tensor) else np.asarray(values, dtype=np.float64)
 
 
 def box_to_center_scale(
     box_xywh: ArrayLike, aspect_ratio: float, padding: float = 1.25
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Centre and padded (width, height) in pixels of a box widened or heightened to `aspect_ratio` (w/h)."""
-    x, y, w, h = np.asarray(box_xywh, dtype=np.float64)
-    center = np.array([x + w * 0.5, y + h * 0.5])
-    if w > aspect_ratio * h:
-        h = w / aspect_ratio
-    else:
-        w = h * aspect_ratio
-    return center, np.array([w, h]) * padding
+    return boxes_to_centers_scales(np.asarray(box_xywh, dtype=np.float64), aspect_ratio, padding)
+
+
+def boxes_to_centers_scales(boxes_xywh: Points, aspect_ratio: float, padding: float = 1.25) -> tuple[Points, Points]:
+    """`box_to_center_scale` of boxes `[..., 4]`: centres and padded sizes `[..., 2]`.
+
+    Widening to the aspect ratio is `w' = max(w, a * h)`, `h' = max(h, w / a)`: one of the two is
+    kept, the other grows, with no branch (so it traces into a graph).
+    """
+    xp = torch if isinstance(boxes_xywh, torch.Tensor) else np
+    x, y, w, h = (boxes_xywh[..., i] for i in range(4))
+    centers = xp.stack([x + w * 0.5, y + h * 0.5], -1)
+    scales = xp.stack([xp.maximum(w, h * aspect_ratio), xp.maximum(h, w / aspect_ratio)], -1) * padding
+    return centers, scales
+
+
+def crop_to_image(points: Points, centers: Points, scales: Points, output_size: tuple[int, int]) -> Points:
+    """Crop-input pixels `[N, M, 2]` (or `[M, 2]` shared by all crops) -> image pixels, `[N, M, 2]`.
+
+    The inverse of the rotation-free `crop_affine(center, scale, 0, output_size)` of each crop,
+    written out so that it runs batched on arrays and tensors alike.
+    """
+    out_h, out_w = output_size
+    half = _float_array([(out_w - 1) * 0.5, (out_h - 1) * 0.5])
+    size = _float_array([float(out_w), float(out_h)])
+    if isinstance(points, torch.Tensor):
+        half, size = torch.as_tensor(half, dtype=points.dtype), torch.as_tensor(size, dtype=points.dtype)
+    return centers[..., None, :] + (points - half) * (scales / size)[..., None, :]
 
 
 def crop_affine(

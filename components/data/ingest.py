@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from components.atomic_files import write_atomically
+from components.errors import TrsPoseError
 from components.storage.s3 import S3Uri, download_file, is_s3_uri, iter_objects, s3_client
 
 RECORD_NAME = ".ingest.json"  # written last into an entry; its presence marks the entry complete
@@ -28,7 +29,7 @@ HASH_INDEX_NAME = ".local-hashes.json"  # (path, size, mtime) -> sha256, so loca
 FINGERPRINT_CHARS = 24
 
 
-class IngestError(RuntimeError):
+class IngestError(TrsPoseError, RuntimeError):
     """The source cannot be read; the message names it and says why."""
 
 

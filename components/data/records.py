@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from components.errors import TrsPoseError
 from components.keypoints import NUM_KEYPOINTS, PERSON_CATEGORY
 
 PERSON_CATEGORY_ID: int = PERSON_CATEGORY["id"]
 MIN_BOX_SIDE = 1.0  # pixels; thinner boxes (after clipping to the image) cannot be cropped
 
 
-class RecordError(ValueError):
+class RecordError(TrsPoseError, ValueError):
     """A COCO file the datasets cannot read; the message names the file, the record and the rule."""
 
     def __init__(self, file: str | Path, record: str, rule: str) -> None:

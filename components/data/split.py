@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from contextlib import ExitStack
 import json
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ import numpy as np
 from components.atomic_files import write_atomically
 from components.config import DataConfig
 from components.data.coco_json import CocoWriter, iter_coco
+from components.errors import TrsPoseError
 from components.keypoints import NUM_KEYPOINTS
 
 
@@ -35,7 +36,7 @@ class SplitFiles:
     manifest: Path
 
 
-class SplitError(ValueError):
+class SplitError(TrsPoseError, ValueError):
     """The split cannot be made as configured; the message names the file or setting at fault."""
 
 
@@ -75,6 +76,7 @@ def _choose(eligible: list[int], data_cfg: DataConfig, source: Path) -> tuple[li
     with one seed a 1K subset lies inside the 5K one and the holdout does not move with N."""
     count = data_cfg.num_labeled
     if count is None:
+        assert data_cfg.labeled_fraction is not None  # DataConfig requires one of the two
         count = max(1, round(data_cfg.labeled_fraction * len(eligible)))
     holdout = data_cfg.holdout_labeled
     if count + holdout > len(eligible):

@@ -97,9 +97,10 @@ def half_body_view(keypoints: NDArray[np.float32], rng: np.random.Generator, asp
 def warp(image: NDArray[np.uint8], affine: Affine, input_size: tuple[int, int]) -> NDArray[np.uint8]:
     """The crop, bilinear, zeros outside the image. `input_size` is (h, w)."""
     height, width = input_size
-    return cv2.warpAffine(
+    crop = cv2.warpAffine(
         image, affine.astype(np.float64), (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT
     )
+    return np.asarray(crop, dtype=np.uint8)
 
 
 def photometric(
@@ -133,7 +134,7 @@ def gaussian_noise(shape: tuple[int, ...], std: float, rng: np.random.Generator)
     cv2.setRNGSeed(int(rng.integers(2**31 - 1)))
     noise = np.empty(shape, dtype=np.float32)
     channels = shape[-1] if len(shape) == 3 else 1
-    cv2.randn(noise, (0.0,) * channels, (float(std),) * channels)
+    cv2.randn(noise, (0.0,) * channels, (float(std),) * channels)  # type: ignore[call-overload]  # cv2 stubs want a Mat
     return noise
 
 

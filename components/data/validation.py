@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from components.data.coco_json import CocoJsonError, iter_coco
+from components.errors import TrsPoseError
 from components.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS, PERSON_CATEGORY
 
 BOUNDS_TOLERANCE = 1.0  # pixels
@@ -154,7 +156,7 @@ class _Collector:
         elif area <= 0:
             self.add(name, "area.non_positive", f"'area' must be > 0, got {area!r}")
         keypoints = None if crowd else self._keypoints(name, ann)
-        if not ok or box is None or (keypoints is None and not crowd):
+        if not ok or box is None or area is None or (keypoints is None and not crowd):
             return
         if keypoints is None:
             keypoints = np.zeros((NUM_KEYPOINTS, 3))
@@ -213,8 +215,8 @@ class _Collector:
         visibility = keypoints[:, 2]
         bad_vis = (visibility != 0) & (visibility != 1) & (visibility != 2)
         if bad_vis.any():
-            joints = ", ".join(f"{KEYPOINT_NAMES[i]}={visibility[i]:g}" for i in np.nonzero(bad_vis)[0])
-            self.add(name, "keypoints.visibility", f"visibility must be 0, 1 or 2: {joints}")
+            values = ", ".join(f"{KEYPOINT_NAMES[i]}={visibility[i]:g}" for i in np.nonzero(bad_vis)[0])
+            self.add(name, "keypoints.visibility", f"visibility must be 0, 1 or 2: {values}")
             return None
         labeled = int(np.count_nonzero(visibility > 0))
         declared = ann.get("num_keypoints")
@@ -315,23 +317,58 @@ def _cross_checks(collector: _Collector, category_ids: set[int]) -> tuple[np.nda
     return table, size
 
 
+class ImageError(TrsPoseError, ValueError):
+    """An image that is missing or does not decode completely; the message names the file and the rule."""
+
+    def __init__(self, rule: str, message: str) -> None:
+        self.rule, self.message = rule, message
+        super().__init__(f"{message} (rule {rule})")
+
+
+def _decode(path: Path, draft: bool) -> tuple[tuple[int, int], Any]:
+    """((width, height), PIL image) of a file that decodes to its last byte, else ImageError (the one rule
+    `data validate` and `predict` share: a truncated JPEG is corrupt, never padded with grey)."""
+    from PIL import Image
+
+    if path.is_dir():
+        raise ImageError("image.not_a_file", f"{path} is a directory, not an image file")
+    if not path.is_file():
+        raise ImageError("image.missing_file", f"{path} does not exist")
+    try:
+        with Image.open(path) as image:
+            size = image.size
+            if draft:
+                image.draft("RGB", (max(1, size[0] // 8), max(1, size[1] // 8)))
+            image.load()
+            return size, image.convert("RGB")
+    except Exception as exc:  # PIL raises many types for corrupt data; each is the same finding
+        raise ImageError("image.corrupt", f"{path} does not decode: {exc}") from exc
+
+
+def load_rgb(path: str | Path) -> NDArray[np.uint8]:
+    """The image as HxWx3 RGB uint8, under the same rule as `check_image`, turned upright by its EXIF
+    orientation as OpenCV's reader (the training datasets') does."""
+    from PIL import ImageOps
+
+    return np.asarray(ImageOps.exif_transpose(_decode(Path(path), draft=False)[1]), dtype=np.uint8)
+
+
+def missing_images(image_dir: str | Path, file_names: Iterable[str | Path]) -> list[Path]:
+    """The listed files that are not regular files under `image_dir` (a wrong --images shows at once,
+    not as a data-loader failure halfway through inference)."""
+    return [Path(image_dir) / name for name in file_names if not (Path(image_dir) / name).is_file()]
+
+
 def check_image(path: Path, width: int, height: int) -> tuple[str, str] | None:
     """(rule, message) when the image is missing, corrupt or of another size than listed, else None.
 
     JPEGs decode in draft mode (DCT scaling to about 1/8), which still reads the whole stream, so a
     truncated file fails while a full-size decode is avoided.
     """
-    from PIL import Image
-
-    if not path.is_file():
-        return "image.missing_file", f"{path} does not exist"
     try:
-        with Image.open(path) as image:
-            actual = image.size
-            image.draft("RGB", (max(1, image.size[0] // 8), max(1, image.size[1] // 8)))
-            image.load()
-    except Exception as exc:  # PIL raises many types for corrupt data; each is the same finding
-        return "image.corrupt", f"{path} does not decode: {exc}"
+        actual, _ = _decode(path, draft=True)
+    except ImageError as exc:
+        return exc.rule, exc.message
     if actual != (width, height):
         return "image.size_mismatch", f"{path} is {actual[0]}x{actual[1]}, the JSON says {width}x{height}"
     return None
@@ -365,6 +402,8 @@ def _read(collector: _Collector, ann_file: Path) -> bool:
                 collector.annotation(entry.index, entry.value, entry.nonstandard)
             elif entry.key == "categories":
                 collector.categories = entry.value
+            elif entry.key in ("images", "annotations") and entry.value == []:
+                collector.add(entry.key, "schema.empty", f"the {entry.key!r} list is empty")
             elif entry.key in ("images", "annotations"):
                 collector.add(entry.key, "schema.type", f"{entry.key!r} must be a list, got {type(entry.value).__name__}")
     except CocoJsonError as exc:

@@ -18,10 +18,15 @@ import torch
 
 from components.atomic_files import write_atomically
 from components.config import ExperimentConfig
+from components.errors import TrsPoseError
 from components.storage.s3 import S3Uri, get_bytes, is_s3_uri, iter_objects, object_exists, put_bytes, s3_client
 
 LATEST = "latest"
 CHECKPOINT_NAME = re.compile(r"^ckpt-(\d{8,})\.pt$")
+
+
+class ResumeError(TrsPoseError, ValueError):
+    """train.checkpoint.dir holds checkpoints this run cannot resume from (or must not mix with)."""
 
 
 def checkpoint_name(step: int) -> str:

@@ -121,12 +121,10 @@ def assert_ranks_agree(modules: dict[str, nn.Module | None], ctx: DistributedCon
     """
     if not ctx.distributed:
         return
-    names = [name for name, module in modules.items() if module is not None]
+    present = {name: unwrap(module) for name, module in modules.items() if module is not None}
+    names = list(present)
     checksums = torch.tensor(
-        [
-            sum(float(t.double().sum()) for t in (*unwrap(modules[n]).parameters(), *unwrap(modules[n]).buffers()))
-            for n in names
-        ],
+        [sum((float(t.double().sum()) for t in (*m.parameters(), *m.buffers())), 0.0) for m in present.values()],
         dtype=torch.float64,
     )
     gathered = gather_values(checksums, ctx)

@@ -67,3 +67,32 @@ def ema_update_(teacher: nn.Module, student: nn.Module, momentum: float) -> None
         torch._foreach_add_(targets, sources, alpha=1.0 - momentum)
     for tb, sb in zip(t_copy, s_copy):
         tb.copy_(sb)
+
+
+class EMATeacher:
+    """The teacher with its own schedule: an EMA copy of the student whose momentum warms up (timm's ModelEmaV3).
+
+    It owns the momentum `base` and the `warmup_iters` of its linear warm-up, so the loop only says
+    which step just finished. `module` is the averaged network (frozen, eval mode); checkpoints
+    hold its state dict unchanged.
+    """
+
+    def __init__(self, student: nn.Module, momentum: float, warmup_iters: int) -> None:
+        self.module = make_teacher(student)
+        self.base_momentum = momentum
+        self.warmup_iters = warmup_iters
+
+    def momentum_at(self, step: int) -> float:
+        return ema_momentum(step, self.base_momentum, self.warmup_iters)
+
+    def update(self, student: nn.Module, step: int) -> float:
+        """Average the student in after optimiser step `step` (0-based); returns the momentum used."""
+        momentum = self.momentum_at(step)
+        ema_update_(self.module, student, momentum)
+        return momentum
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.module.state_dict()
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self.module.load_state_dict(state)

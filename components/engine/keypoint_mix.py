@@ -85,7 +85,9 @@ def apply_mixes(images: torch.Tensor, keypoints: torch.Tensor, plan: MixPlan) ->
     src_xy = centres[plan.src_sample, plan.src_keypoint]
     dx, dy = dst_xy[:, :1] + ox, dst_xy[:, 1:] + oy  # [M, P*P]
     sx, sy = src_xy[:, :1] + ox, src_xy[:, 1:] + oy
-    in_image = (dx >= 0) & (dx < width) & (dy >= 0) & (dy < height) & (sx >= 0) & (sx < width) & (sy >= 0) & (sy < height)
+    in_image = (
+        (dx >= 0) & (dx < width) & (dy >= 0) & (dy < height) & (sx >= 0) & (sx < width) & (sy >= 0) & (sy < height)
+    )
     move = inside_patch & in_image
     mix_id = torch.arange(num_mix, device=dev)[:, None].expand_as(move)[move]
     dst_sample = plan.dst_sample[:, None].expand_as(move)[move]
@@ -103,7 +105,11 @@ def apply_mixes(images: torch.Tensor, keypoints: torch.Tensor, plan: MixPlan) ->
 
 
 def _format_of(images: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous() else torch.contiguous_format
+    return (
+        torch.channels_last
+        if images.is_contiguous(memory_format=torch.channels_last) and not images.is_contiguous()
+        else torch.contiguous_format
+    )
 
 
 def keypoint_mix(

@@ -3,6 +3,7 @@
     L = L_sup + sum_l w_l L_sup_l
         + lambda_u(t) [ L_cons(student, teacher) + lambda_r L_cons(student, reviewer) + sum_l w_l L_cons_l ]
 
+Which terms are on is read from the `MethodSpec` (components/method.py), never from method names:
 - `supervised`: L_sup only (unlabeled batch ignored).
 - `mean_teacher`: + lambda_u(t) L_cons(student(hard), warp(teacher(easy))), no MFL, no Keypoint-Mix.
 - `trs`: the full objective; train.reviewer.enabled, train.mfl.enabled and train.keypoint_mix.enabled
@@ -26,42 +27,35 @@ before entering the autograd graph as constants.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 import torch
 from torch import nn
 
 from components.config import ExperimentConfig
+from components.engine.batches import LABELED_KEYS, UNLABELED_KEYS, LabeledBatch, PseudoTargets, UnlabeledBatch
 from components.engine.keypoint_mix import keypoint_mix
 from components.engine.losses import consistency_loss, heatmap_mse, rampup
-from components.engine.pseudo_labels import heatmap_peaks, warp_heatmaps
+from components.engine.pseudo_labels import warp_heatmaps
 from components.engine.reviewer import Reviewer
-from components.models import uses_mfl
+from components.heatmap_codec import heatmap_peaks, heatmap_to_input_tensor
+from components.method import MethodSpec, method_spec
 
-METHODS = ("supervised", "mean_teacher", "trs")
+__all__ = ["compute_losses", "lambda_u", "pseudo_targets", "rampup"]
 
 
 def _as_input(images: torch.Tensor, cfg: ExperimentConfig) -> torch.Tensor:
-    return images.contiguous(memory_format=torch.channels_last) if cfg.train.channels_last and images.dim() == 4 else images
+    return (
+        images.contiguous(memory_format=torch.channels_last)
+        if cfg.train.channels_last and images.dim() == 4
+        else images
+    )
 
 
-def _require(batch: Mapping[str, torch.Tensor], keys: tuple[str, ...], name: str) -> None:
+def _require(batch: Mapping[str, object], keys: tuple[str, ...], name: str) -> None:
     missing = [k for k in keys if k not in batch]
     if missing:
         raise KeyError(f"{name} batch lacks {missing}; it has {sorted(batch)}")
-
-
-def _mfl_weights(cfg: ExperimentConfig, num_aux: int) -> tuple[float, ...]:
-    if not uses_mfl(cfg) or num_aux == 0:
-        return ()
-    weights = tuple(cfg.train.mfl.weights)
-    if len(weights) != num_aux:
-        raise ValueError(f"train.mfl.weights has {len(weights)} entries but the model has {num_aux} MFL heads")
-    return weights
-
-
-def in_burn_in(cfg: ExperimentConfig, step: int) -> bool:
-    """True while a semi-supervised run trains on labels only (no unlabeled batch, no teacher pass)."""
-    return cfg.train.method != "supervised" and step < cfg.train.consistency.burn_in_iters
 
 
 def lambda_u(cfg: ExperimentConfig, step: int) -> float:
@@ -75,66 +69,73 @@ def lambda_u(cfg: ExperimentConfig, step: int) -> float:
 def pseudo_targets(
     teacher: nn.Module,
     reviewer: Reviewer | None,
-    unlabeled: Mapping[str, torch.Tensor],
+    unlabeled: UnlabeledBatch,
     cfg: ExperimentConfig,
-) -> dict[str, torch.Tensor]:
+) -> PseudoTargets:
     """Teacher (and reviewer) heatmaps on the easy views, carried into the hard views, with peaks."""
     stride = cfg.input.heatmap_stride
     easy = _as_input(unlabeled["easy"], cfg)
     with torch.inference_mode():
         out: dict[str, torch.Tensor] = {}
-        out["teacher"] = warp_heatmaps(teacher(easy).heatmaps.float(), unlabeled["easy_to_hard"], unlabeled["flipped"], stride)
+        out["teacher"] = warp_heatmaps(
+            teacher(easy).heatmaps.float(), unlabeled["easy_to_hard"], unlabeled["flipped"], stride
+        )
         if reviewer is not None and reviewer.ready:
-            out["reviewer"] = warp_heatmaps(reviewer.predict(easy).float(), unlabeled["easy_to_hard"], unlabeled["flipped"], stride)
+            out["reviewer"] = warp_heatmaps(
+                reviewer.predict(easy).float(), unlabeled["easy_to_hard"], unlabeled["flipped"], stride
+            )
         for name in list(out):
             out[f"{name}_coords"], out[f"{name}_conf"] = heatmap_peaks(out[name])
-    return {k: v.clone() for k, v in out.items()}
+    return cast(PseudoTargets, {k: v.clone() for k, v in out.items()})
 
 
 def compute_losses(
-    method: str,
+    method: MethodSpec | str,
     student: nn.Module,
     teacher: nn.Module | None,
     reviewer: Reviewer | None,
-    labeled_batch: Mapping[str, torch.Tensor],
-    unlabeled_batch: Mapping[str, torch.Tensor] | None,
+    labeled_batch: LabeledBatch,
+    unlabeled_batch: UnlabeledBatch | None,
     cfg: ExperimentConfig,
     step: int,
     generator: torch.Generator | None = None,
 ) -> dict[str, torch.Tensor]:
-    """Loss terms of one iteration: "total" carries the graph, the others are detached 0-d tensors."""
-    if method not in METHODS:
-        raise ValueError(f"train.method={method!r}: expected one of {METHODS}")
-    _require(labeled_batch, ("image", "target", "target_weight"), "labeled")
+    """Loss terms of one iteration: "total" carries the graph, the others are detached 0-d tensors.
+
+    `method` is the run's spec, or a method name read with `cfg`'s switches (`method_spec`).
+    """
+    spec = method if isinstance(method, MethodSpec) else method_spec(cfg, method)
+    _require(labeled_batch, LABELED_KEYS, "labeled")
     train = cfg.train
-    semi = method != "supervised" and unlabeled_batch is not None
-    if semi:
-        _require(unlabeled_batch, ("easy", "hard", "easy_to_hard", "flipped"), "unlabeled")
-        semi = unlabeled_batch["easy"].shape[0] > 0
-    if semi and teacher is None:
-        raise ValueError(f"method {method!r} needs a teacher")
+    unlabeled = unlabeled_batch if spec.uses_unlabeled else None
+    if unlabeled is not None:
+        _require(unlabeled, UNLABELED_KEYS, "unlabeled")
+        if unlabeled["easy"].shape[0] == 0:
+            unlabeled = None
+    if unlabeled is not None and teacher is None:
+        raise ValueError(f"method {spec.name!r} needs a teacher")
     images = labeled_batch["image"]
     num_labeled = images.shape[0]
-    use_reviewer = method == "trs" and train.reviewer.enabled and reviewer is not None
 
-    pseudo: dict[str, torch.Tensor] = {}
-    if semi:
-        pseudo = pseudo_targets(teacher, reviewer if use_reviewer else None, unlabeled_batch, cfg)
-        hard = unlabeled_batch["hard"]
-        if method == "trs" and train.keypoint_mix.enabled and step >= train.keypoint_mix.start_iter:
+    pseudo: PseudoTargets | None = None
+    if unlabeled is not None and teacher is not None:
+        pseudo = pseudo_targets(teacher, reviewer if spec.has_reviewer else None, unlabeled, cfg)
+        hard = unlabeled["hard"]
+        if spec.mixes_at(step):
             if generator is None:
                 raise ValueError("Keypoint-Mix needs the training loop's torch.Generator for determinism")
             tau = train.consistency.confidence_threshold
-            stride = cfg.input.heatmap_stride
-            keypoints = (pseudo["teacher_coords"] + 0.5) * stride - 0.5  # geometry.heatmap_to_input, on tensors
+            keypoints = heatmap_to_input_tensor(pseudo["teacher_coords"], cfg.input.heatmap_stride)
             height = torch.full((hard.shape[0],), float(hard.shape[-2]), device=hard.device)
-            hard = keypoint_mix(hard, keypoints, pseudo["teacher_conf"] >= tau, height, train.keypoint_mix, generator)
+            confident = pseudo["teacher_conf"] >= tau
+            mixed = keypoint_mix(hard, keypoints, confident, height, train.keypoint_mix, generator)
+            hard = cast(torch.Tensor, mixed)  # without return_plan: the images alone
         images = torch.cat([images, hard.to(images.dtype)], dim=0)
 
     out = student(_as_input(images, cfg))
     heatmaps = out.heatmaps.float()
     aux = [a.float() for a in out.aux]
-    mfl_weights = _mfl_weights(cfg, len(aux))
+    mfl_weights = spec.mfl_weights  # the model carries one MFL head per weight (built from the same spec)
     target, weight = labeled_batch["target"], labeled_batch["target_weight"]
     # labeled targets only: weighting unnormalised pseudo-heatmaps by their own peaks feeds back
     # through the EMA teacher and blows the heatmap amplitude up (measured on the demo)
@@ -146,7 +147,7 @@ def compute_losses(
     total = sup + sup_mfl
     terms = {"sup": sup.detach(), "sup_mfl": sup_mfl.detach()}
 
-    if semi:
+    if pseudo is not None:
         tau = train.consistency.confidence_threshold
         teacher_maps, teacher_conf = pseudo["teacher"], pseudo["teacher_conf"]
         reviewer_term = "reviewer" in pseudo and not train.reviewer.fuse_by_confidence
@@ -160,7 +161,9 @@ def compute_losses(
         cons_reviewer = zero
         if reviewer_term:
             cons_reviewer = consistency_loss(student_hard, pseudo["reviewer"], pseudo["reviewer_conf"] >= tau)
-        cons_mfl = sum((w * consistency_loss(a[num_labeled:], teacher_maps, mask) for w, a in zip(mfl_weights, aux)), zero)
+        cons_mfl = sum(
+            (w * consistency_loss(a[num_labeled:], teacher_maps, mask) for w, a in zip(mfl_weights, aux)), zero
+        )
         weight_u = lambda_u(cfg, step)
         total = total + weight_u * (cons_teacher + train.reviewer.weight * cons_reviewer + cons_mfl)
         terms.update(

@@ -1,4 +1,4 @@
-"""Pseudo-labels: carry easy-view heatmaps into the hard view's frame, and read their peaks.
+"""Pseudo-labels: carry easy-view heatmaps into the hard view's frame (their peaks: `heatmap_codec`).
 
 The datasets give `easy_to_hard`, an affine on input pixels (pixel centres at integers, see
 components/data/geometry.py). It is expressed in heatmap pixels, inverted (grid_sample pulls each
@@ -12,13 +12,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from components.data.device_views import homogeneous_affines
 from components.keypoints import FLIP_INDEX
-
-
-def _homogeneous(affine: torch.Tensor) -> torch.Tensor:
-    """[B,2,3] -> [B,3,3]."""
-    bottom = torch.tensor([0.0, 0.0, 1.0], dtype=affine.dtype, device=affine.device).expand(affine.shape[0], 1, 3)
-    return torch.cat([affine, bottom], dim=1)
 
 
 def _scale_offset(batch: int, sx: float, sy: float, ox: float, oy: float, like: torch.Tensor) -> torch.Tensor:
@@ -28,7 +23,7 @@ def _scale_offset(batch: int, sx: float, sy: float, ox: float, oy: float, like: 
 
 def heatmap_affine(easy_to_hard: torch.Tensor, stride: int) -> torch.Tensor:
     """Input-pixel affines [B,2,3] -> the same maps on heatmap pixels, [B,3,3] float64."""
-    a = _homogeneous(easy_to_hard.to(torch.float64))
+    a = homogeneous_affines(easy_to_hard.to(torch.float64))
     batch, c = a.shape[0], 0.5 * stride - 0.5
     to_input = _scale_offset(batch, stride, stride, c, c, a)
     to_heatmap = _scale_offset(batch, 1.0 / stride, 1.0 / stride, -c / stride, -c / stride, a)
@@ -55,11 +50,3 @@ def warp_heatmaps(
     flip_index = torch.as_tensor(FLIP_INDEX, device=heatmaps.device)
     mirrored = flipped.to(device=heatmaps.device, dtype=torch.bool).view(batch, 1, 1, 1)
     return torch.where(mirrored, warped[:, flip_index], warped)
-
-
-def heatmap_peaks(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Argmax of each map: coords [B,K,2] as (x, y) heatmap pixels (float) and peak values [B,K]."""
-    batch, num_kp, _, w = heatmaps.shape
-    maxvals, flat = heatmaps.reshape(batch, num_kp, -1).max(dim=-1)
-    coords = torch.stack([flat % w, torch.div(flat, w, rounding_mode="floor")], dim=-1).to(heatmaps.dtype)
-    return coords, maxvals

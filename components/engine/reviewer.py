@@ -7,20 +7,24 @@ Modes (train.reviewer.mode):
   call and needing no score.
 
 Snapshots are frozen deep copies in eval mode. The training loop calls `maybe_update` whenever
-`due(step)` says so, scoring the teacher first when `needs_score` is true.
+`due(step)` says so, scoring the teacher first with `HoldoutScorer` when `needs_score` is true.
 """
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from components.config import ReviewerConfig
+from components.config import ExperimentConfig, ReviewerConfig
+from components.data.split import SplitFiles
 from components.engine.ema import ema_update_, unwrap
+from components.evaluation.coco_eval import load_ground_truth
+from components.evaluation.evaluate import build_eval_dataset, evaluate_model
 
 
 @dataclass
@@ -38,9 +42,16 @@ def _frozen_copy(model: nn.Module) -> nn.Module:
 
 
 class Reviewer:
-    def __init__(self, cfg: ReviewerConfig, template: nn.Module | None = None):
+    def __init__(
+        self,
+        cfg: ReviewerConfig,
+        template: nn.Module | None = None,
+        runner: Callable[[nn.Module], nn.Module] | None = None,
+    ):
+        """`runner` gives what runs a snapshot's forward (e.g. its compiled twin); by default the snapshot itself."""
         self.cfg = cfg
         self.template = template
+        self.runner = runner
         self.snapshots: list[Snapshot] = []  # best first
 
     @property
@@ -91,17 +102,22 @@ class Reviewer:
         """Heatmaps [B,K,h,w] of the stored snapshot(s), averaged for the top-k ensemble."""
         if not self.snapshots:
             raise RuntimeError("the reviewer holds no snapshot yet; check `ready` first")
+        run = self.runner or (lambda model: model)
         with torch.inference_mode():
-            total = self.snapshots[0].model(x).heatmaps
+            total = run(self.snapshots[0].model)(x).heatmaps
             for snapshot in self.snapshots[1:]:
-                total = total + snapshot.model(x).heatmaps
+                total = total + run(snapshot.model)(x).heatmaps
             return total / len(self.snapshots)
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "mode": self.cfg.mode,
             "snapshots": [
-                {"score": s.score, "step": s.step, "model": {k: v.detach().clone() for k, v in s.model.state_dict().items()}}
+                {
+                    "score": s.score,
+                    "step": s.step,
+                    "model": {k: v.detach().clone() for k, v in s.model.state_dict().items()},
+                }
                 for s in self.snapshots
             ],
         }
@@ -111,11 +127,36 @@ class Reviewer:
         if state.get("mode") != self.cfg.mode:
             raise ValueError(f"reviewer state is for mode {state.get('mode')!r}, this run uses {self.cfg.mode!r}")
         template = template or self.template or (self.snapshots[0].model if self.snapshots else None)
-        if state["snapshots"] and template is None:
-            raise ValueError("Reviewer.load_state_dict needs a template network to rebuild its snapshots")
         restored = []
         for entry in state["snapshots"]:
+            if template is None:
+                raise ValueError("Reviewer.load_state_dict needs a template network to rebuild its snapshots")
             model = _frozen_copy(template)
             model.load_state_dict(entry["model"])
             restored.append(Snapshot(float(entry["score"]), int(entry["step"]), model))
         self.snapshots = restored
+
+
+class HoldoutScorer:
+    """AP of a snapshot on the held-out labeled images: the reviewer's ranking signal.
+
+    The crops and the ground truth are built once and reused at every check.
+    """
+
+    def __init__(self, split: SplitFiles, cfg: ExperimentConfig, device: torch.device) -> None:
+        self.split, self.cfg, self.device = split, cfg, device
+        self.dataset = build_eval_dataset(split.holdout_ann, split.train_images, cfg)
+        self.ground_truth = load_ground_truth(split.holdout_ann)
+
+    def __call__(self, model: nn.Module) -> float:
+        metrics = evaluate_model(
+            model,
+            self.split.holdout_ann,
+            self.split.train_images,
+            self.cfg,
+            dataset=self.dataset,
+            ground_truth=self.ground_truth,
+            device=self.device,
+            num_workers=0,
+        )
+        return float(metrics["AP"])

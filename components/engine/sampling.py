@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 from torch.utils.data import Dataset, Sampler
 
 
@@ -93,7 +92,10 @@ class StreamBatchSampler(Sampler[list[tuple[int, int]]]):
             for position in range(offset, offset + self.batch_size):
                 epoch, index = divmod(position, self.dataset_size)
                 if epoch != cached_epoch:
-                    cached_epoch, permutation = epoch, epoch_permutation(self.dataset_size, self.seed, epoch, self.stream)
+                    cached_epoch, permutation = (
+                        epoch,
+                        epoch_permutation(self.dataset_size, self.seed, epoch, self.stream),
+                    )
                 batch.append((epoch, int(permutation[index])))
             yield batch
             offset += stride
@@ -116,12 +118,3 @@ class EpochIndexed(Dataset):
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)
         return self.dataset[index]
-
-
-def seed_worker(worker_id: int) -> None:
-    """DataLoader worker init: numpy and python seeded from torch's per-worker seed."""
-    import random
-
-    worker_seed = torch.initial_seed() % 2**32
-    np.random.seed(worker_seed)
-    random.seed(worker_seed)

@@ -20,17 +20,18 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from components.errors import TrsPoseError
 from components.keypoints import NUM_KEYPOINTS, OKS_SIGMAS, PERSON_CATEGORY
 
 # The order of COCOeval.stats for iouType="keypoints".
 METRIC_NAMES: tuple[str, ...] = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
 
 
-class ResultsError(ValueError):
+class ResultsError(TrsPoseError, ValueError):
     """A keypoint results file or list that breaks COCO's results format; names the record and rule."""
 
 
-class AnnotationsError(ValueError):
+class AnnotationsError(TrsPoseError, ValueError):
     """A ground-truth annotation file that cannot be evaluated against."""
 
 
@@ -46,8 +47,10 @@ def load_ground_truth(ann: str | Path | Mapping[str, Any] | COCO) -> COCO:
             dataset = json.loads(Path(ann).read_text())
         except FileNotFoundError as exc:
             raise AnnotationsError(f"{source}: annotation file not found") from exc
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise AnnotationsError(f"{source}: not valid JSON: {exc}") from exc
+    if not isinstance(dataset, dict):
+        raise AnnotationsError(f"{source}: a COCO file is a JSON object, got {type(dataset).__name__}")
     for key in ("images", "annotations"):
         if not isinstance(dataset.get(key), list):
             raise AnnotationsError(f"{source}: missing the {key!r} list required by COCO's format")
@@ -65,7 +68,7 @@ def load_results(path: str | Path) -> list[dict[str, Any]]:
         results = json.loads(Path(path).read_text())
     except FileNotFoundError as exc:
         raise ResultsError(f"{path}: results file not found") from exc
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ResultsError(f"{path}: not valid JSON: {exc}") from exc
     if not isinstance(results, list):
         raise ResultsError(f"{path}: a results file must hold a JSON list of records, got {type(results).__name__}")
@@ -107,13 +110,13 @@ def check_results(results: Sequence[Mapping[str, Any]], gt: COCO, source: str = 
             raise ResultsError(f"{where}: rule 'score is a finite number': got {record['score']!r}")
 
 
-def checked_results(results: Sequence[Mapping[str, Any]] | str | Path, gt: COCO) -> list[Mapping[str, Any]]:
+def checked_results(results: Sequence[Mapping[str, Any]] | str | Path, gt: COCO) -> list[dict[str, Any]]:
     """The records of a results file (or a list of them), checked against `gt` by `check_results`."""
     if isinstance(results, (str, Path)):
         records = load_results(results)
         check_results(records, gt, str(results))
         return records
-    records = list(results)
+    records = [dict(record) for record in results]
     check_results(records, gt)
     return records
 

@@ -1,4 +1,4 @@
-"""Poses drawn on images: for `trs-pose predict` and the sample-prediction plots logged with a model.
+"""Poses drawn on images for `trs-pose predict`; the run figures (components/reporting) share its colours.
 
 Left limbs are drawn in one colour, right limbs in another and the centre line in a third, so a
 left/right swap (the most common pose error) is visible at a glance.

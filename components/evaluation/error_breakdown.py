@@ -23,6 +23,7 @@ counted, not binned.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,9 @@ GOOD_KS, JITTER_KS = 0.85, 0.5
 MIN_MATCH_OKS = 0.1
 
 
-def keypoint_similarity(predicted: NDArray[np.float64], truth: NDArray[np.float64], areas: NDArray[np.float64]) -> NDArray[np.float64]:
+def keypoint_similarity(
+    predicted: NDArray[np.float64], truth: NDArray[np.float64], areas: NDArray[np.float64]
+) -> NDArray[np.float64]:
     """ks of every predicted keypoint to every ground-truth keypoint: `[P,K,2]` x `[G,K,2]` -> `[P,G,K,K]`.
 
     Entry [p, g, i, j] compares predicted keypoint i of person p with true keypoint j of person g,
@@ -68,34 +71,61 @@ def _match(ks: NDArray[np.float64], labeled: NDArray[np.bool_], scores: NDArray[
 def _bins_of_pair(
     ks: NDArray[np.float64], labeled: NDArray[np.bool_], p: int, g: int
 ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
-    """Bin index (into BINS) of each labeled keypoint of person g as predicted by p, and whether
-    each one's nearest other joint of the person is its mirror twin."""
+    """Bin index (into BINS) of each of the K keypoints of person g as predicted by p, and whether
+    each one's nearest other joint of the person is its mirror twin (unlabeled ones included)."""
     own = np.diagonal(ks[p, g])
     to_other_parts = np.where(labeled[g][None, :] & ~np.eye(NUM_KEYPOINTS, dtype=bool), ks[p, g], 0.0)
     other_part = to_other_parts.max(1)
-    nearest_is_mirror = (to_other_parts.argmax(1) == FLIP_INDEX) & (FLIP_INDEX != np.arange(NUM_KEYPOINTS))
+    nearest_is_mirror = (to_other_parts.argmax(1) == FLIP_INDEX) & (np.arange(NUM_KEYPOINTS) != FLIP_INDEX)
     others = np.delete(ks[p], g, axis=0)  # [G-1,K,K]
     other_labeled = np.delete(labeled, g, axis=0)
-    other_person = np.where(other_labeled[:, None, :], others, 0.0).max(axis=(0, 2)) if len(others) else np.zeros(NUM_KEYPOINTS)
+    other_person = (
+        np.where(other_labeled[:, None, :], others, 0.0).max(axis=(0, 2)) if len(others) else np.zeros(NUM_KEYPOINTS)
+    )
     bins = np.select(
         [own >= GOOD_KS, own >= JITTER_KS, other_part >= JITTER_KS, other_person >= JITTER_KS],
         [0, 1, 2, 3],
         default=4,
     )
-    return bins[labeled[g]], nearest_is_mirror[labeled[g]]
+    return bins, nearest_is_mirror
 
 
-def error_breakdown(
+@dataclass(frozen=True)
+class PersonMatch:
+    """A ground-truth person with labeled keypoints and the prediction matched to it, if any."""
+
+    ann_id: int
+    image_id: int
+    oks: float  # over its labeled keypoints; 0 when no prediction matched it
+    prediction: Mapping[str, Any] | None
+
+
+@dataclass(frozen=True)
+class KeypointOutcomes:
+    """Every labeled keypoint of every matched person: its joint, bin and similarity to its truth."""
+
+    joint: NDArray[np.int64]
+    bin: NDArray[np.int64]
+    similarity: NDArray[np.float64]
+    left_right: NDArray[np.bool_]  # an inversion onto the mirror twin
+    people: list[PersonMatch]
+
+    def counts_per_joint(self) -> NDArray[np.int64]:
+        """`[K, len(BINS)]` keypoint counts."""
+        flat = np.bincount(self.joint * len(BINS) + self.bin, minlength=NUM_KEYPOINTS * len(BINS))
+        return flat.reshape(NUM_KEYPOINTS, len(BINS))
+
+
+def keypoint_outcomes(
     ann: str | Path | Mapping[str, Any] | COCO, results: str | Path | Sequence[Mapping[str, Any]]
-) -> dict[str, float | int]:
-    """Fractions of labeled keypoints in each bin of BINS and `inversion_left_right`, plus the
-    counts `keypoints`, `people` and `unmatched_people`."""
+) -> KeypointOutcomes:
+    """Match predictions to people (see the module doc) and bin each labeled keypoint of a matched person."""
     gt = load_ground_truth(ann)
     by_image: dict[int, list[Mapping[str, Any]]] = {}
     for record in checked_results(results, gt):
         by_image.setdefault(int(record["image_id"]), []).append(record)
-    counts = np.zeros(len(BINS), dtype=np.int64)
-    people = unmatched = left_right = 0
+    joints, bins, similarities, left_right = [], [], [], []
+    people: list[PersonMatch] = []
     for image_id in gt.getImgIds():
         anns = [a for a in gt.loadAnns(gt.getAnnIds(imgIds=image_id, iscrowd=False)) if a.get("num_keypoints", 0) > 0]
         if not anns:
@@ -104,18 +134,47 @@ def error_breakdown(
         labeled = truth[..., 2] > 0
         areas = np.asarray([a["area"] for a in anns], dtype=np.float64)
         predictions = by_image.get(image_id, [])
-        pairs: list[tuple[int, int]] = []
+        matched: dict[int, tuple[int, float]] = {}
         if predictions:
-            predicted = np.asarray([r["keypoints"] for r in predictions], dtype=np.float64).reshape(len(predictions), NUM_KEYPOINTS, 3)
+            predicted = np.asarray([r["keypoints"] for r in predictions], dtype=np.float64).reshape(
+                len(predictions), NUM_KEYPOINTS, 3
+            )
             ks = keypoint_similarity(predicted[..., :2], truth[..., :2], areas)
-            pairs = _match(ks, labeled, np.asarray([r["score"] for r in predictions], dtype=np.float64))
-            for p, g in pairs:
-                bins, nearest_is_mirror = _bins_of_pair(ks, labeled, p, g)
-                counts += np.bincount(bins, minlength=len(BINS))
-                left_right += int(np.count_nonzero((bins == BINS.index("inversion")) & nearest_is_mirror))
-        people += len(anns)
-        unmatched += len(anns) - len(pairs)
+            for p, g in _match(ks, labeled, np.asarray([r["score"] for r in predictions], dtype=np.float64)):
+                pair_bins, nearest_is_mirror = _bins_of_pair(ks, labeled, p, g)
+                own = np.diagonal(ks[p, g])
+                keep = labeled[g]
+                joints.append(np.flatnonzero(keep))
+                bins.append(pair_bins[keep])
+                similarities.append(own[keep])
+                left_right.append(((pair_bins == BINS.index("inversion")) & nearest_is_mirror)[keep])
+                matched[g] = (p, float(own[keep].mean()))
+        for g, record in enumerate(anns):
+            p, oks = matched.get(g, (-1, 0.0))
+            people.append(PersonMatch(int(record["id"]), image_id, oks, predictions[p] if p >= 0 else None))
+
+    def joined(parts: list[NDArray[Any]], dtype: type) -> NDArray[Any]:
+        return np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype=dtype)
+
+    return KeypointOutcomes(
+        joined(joints, np.int64),
+        joined(bins, np.int64),
+        joined(similarities, np.float64),
+        joined(left_right, np.bool_),
+        people,
+    )
+
+
+def error_breakdown(
+    ann: str | Path | Mapping[str, Any] | COCO, results: str | Path | Sequence[Mapping[str, Any]]
+) -> dict[str, float | int]:
+    """Fractions of labeled keypoints in each bin of BINS and `inversion_left_right`, plus the
+    counts `keypoints`, `people` and `unmatched_people`."""
+    outcomes = keypoint_outcomes(ann, results)
+    counts = np.bincount(outcomes.bin, minlength=len(BINS))
     total = int(counts.sum())
     fractions = {name: (float(c) / total if total else 0.0) for name, c in zip(BINS, counts)}
-    fractions["inversion_left_right"] = left_right / total if total else 0.0
+    fractions["inversion_left_right"] = int(outcomes.left_right.sum()) / total if total else 0.0
+    people = len(outcomes.people)
+    unmatched = sum(person.prediction is None for person in outcomes.people)
     return {**fractions, "keypoints": total, "people": people, "unmatched_people": unmatched}

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from pycocotools.coco import COCO
@@ -18,6 +18,9 @@ from components.evaluation.coco_eval import coco_keypoint_eval, load_ground_trut
 from components.evaluation.inference import predict_dataset
 from components.evaluation.nms import oks_nms
 
+if TYPE_CHECKING:
+    from components.serving.runtime import KeypointRuntime
+
 
 def build_eval_dataset(
     ann_file: str | Path, image_dir: str | Path, cfg: ExperimentConfig, detections: str | Path | None = None
@@ -27,8 +30,9 @@ def build_eval_dataset(
         return EvalPoseDataset(ann_file, image_dir, cfg, seed=cfg.train.seed)
     return EvalPoseDataset.from_detections(detections, ann_file, image_dir, cfg, seed=cfg.train.seed)
 
+
 def evaluate_model(
-    model: nn.Module,
+    model: nn.Module | None,
     ann_file: str | Path | Mapping[str, Any],
     image_dir: str | Path,
     cfg: ExperimentConfig,
@@ -41,6 +45,7 @@ def evaluate_model(
     device: torch.device | str | None = None,
     num_workers: int | None = None,
     progress: bool = False,
+    runtime: KeypointRuntime | None = None,
 ) -> dict[str, float]:
     """COCO keypoint metrics (AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl) of `model` on a split.
 
@@ -48,7 +53,9 @@ def evaluate_model(
     poses from detector boxes go through OKS NMS (`cfg.eval.oks_nms_threshold`).
     Pass `dataset` and `ground_truth` to reuse them across calls (the reviewer scores snapshots on
     the same held-out split many times). Every image of the annotations is scored, so a person
-    the boxes miss counts against recall. `results_out` keeps the COCO results JSON.
+    the boxes miss counts against recall. `results_out` keeps the COCO results JSON. A `runtime`
+    (the whole predictor, e.g. its ONNX export; see components/serving) replaces `model`: it reads
+    the images and crops itself, so it runs image by image on the dataset's person records.
     """
     if detections is None and cfg.eval.boxes != "ground_truth":
         detections = cfg.eval.boxes
@@ -56,7 +63,19 @@ def evaluate_model(
         if not isinstance(ann_file, (str, Path)):
             raise ValueError("building the evaluation dataset needs ann_file as a path; or pass dataset=")
         dataset = build_eval_dataset(ann_file, image_dir, cfg, detections)
-    results = predict_dataset(model, dataset, cfg, flip_test, device=device, num_workers=num_workers, progress=progress)
+    if runtime is not None:
+        from components.serving.runtime import predict_records
+
+        records = getattr(dataset, "records", None)
+        if records is None:
+            raise ValueError("a runtime evaluates person records; this dataset has no `records`")
+        results: Sequence[Mapping[str, Any]] = predict_records(runtime, records, cfg, progress=progress)
+    elif model is not None:
+        results = predict_dataset(
+            model, dataset, cfg, flip_test, device=device, num_workers=num_workers, progress=progress
+        )
+    else:
+        raise ValueError("evaluate_model needs a model or a runtime")
     if _has_detector_boxes(dataset, detections) and cfg.eval.oks_nms_threshold is not None:
         results = oks_nms(results, cfg.eval.oks_nms_threshold)
     if results_out is not None:

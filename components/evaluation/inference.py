@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 
 from components.config import ExperimentConfig
 from components.data.datasets import loader_worker_init
-from components.data.geometry import crop_affine, heatmap_to_input, invert_affine
+from components.data.geometry import crop_to_image, heatmap_to_input
 from components.data.transforms import base_view, to_tensor, warp
-from components.evaluation.decoding import decode_heatmaps, flip_heatmaps
+from components.heatmap_codec import decode_heatmaps, flip_heatmaps
 from components.keypoints import PERSON_CATEGORY
 
 
@@ -44,13 +44,14 @@ def crops_to_image(
     points: ArrayLike, centers: ArrayLike, scales: ArrayLike, input_size: tuple[int, int]
 ) -> NDArray[np.float64]:
     """Crop-input pixel coordinates `[B,K,2]` back to image pixels, through each crop's inverse affine."""
-    points = np.asarray(points, dtype=np.float64)
-    centers = np.asarray(centers, dtype=np.float64).reshape(-1, 2)
-    scales = np.asarray(scales, dtype=np.float64).reshape(-1, 2)
-    inverses = np.stack(
-        [invert_affine(crop_affine(c, s, 0.0, input_size)) for c, s in zip(centers, scales, strict=True)]
+    return np.asarray(
+        crop_to_image(
+            np.asarray(points, dtype=np.float64),
+            np.asarray(centers, dtype=np.float64).reshape(-1, 2),
+            np.asarray(scales, dtype=np.float64).reshape(-1, 2),
+            input_size,
+        )
     )
-    return np.einsum("bij,bkj->bki", inverses[:, :, :2], points) + inverses[:, None, :, 2]
 
 
 def decode_to_image(
@@ -66,7 +67,7 @@ def decode_to_image(
     # decode where the heatmaps are (the GPU, usually): only [B,K,2] coordinates cross to the host
     coords, maxvals = decode_heatmaps(heatmaps.float(), cfg.eval.decoder, blur_sigma=cfg.input.sigma)
     input_points = heatmap_to_input(coords.cpu().numpy(), cfg.input.heatmap_stride)
-    return crops_to_image(input_points, centers, scales, tuple(cfg.input.image_size)), maxvals.cpu().numpy()
+    return crops_to_image(input_points, centers, scales, cfg.input.image_size), maxvals.cpu().numpy()
 
 
 def person_scores(maxvals: ArrayLike, box_scores: ArrayLike, threshold: float) -> NDArray[np.float64]:
@@ -138,12 +139,13 @@ def crop_people(
     boxes = np.asarray(boxes_xywh, dtype=np.float64).reshape(-1, 4)
     if np.any(boxes[:, 2:] <= 0):
         raise ValueError("every box needs a positive width and height (boxes are [x, y, w, h])")
-    size = tuple(cfg.input.image_size)
+    size = cfg.input.image_size
     views = [base_view(box, cfg.input.aspect_ratio, cfg.input.box_padding) for box in boxes]
     if not views:
         return torch.empty(0, 3, *size), np.zeros((0, 2)), np.zeros((0, 2))
     inputs = torch.stack([to_tensor(warp(image_rgb, view.affine(size), size)) for view in views])
     return inputs, np.stack([view.center for view in views]), np.stack([view.scale for view in views])
+
 
 @torch.inference_mode()
 def predict_boxes(
@@ -158,7 +160,7 @@ def predict_boxes(
     flip_test = cfg.eval.flip_test if flip_test is None else flip_test
     inputs, centers, scales = crop_people(image_rgb, boxes_xywh, cfg)
     count = len(inputs)
-    box_scores = np.ones(count) if box_scores is None else np.asarray(box_scores, dtype=np.float64)
+    scores_in = np.ones(count) if box_scores is None else np.asarray(box_scores, dtype=np.float64)
     if count == 0:
         return np.zeros((0, len(PERSON_CATEGORY["keypoints"]), 3)), np.zeros(0)
     device = _model_device(model)
@@ -171,7 +173,7 @@ def predict_boxes(
             keypoints.append(points)
             maxvals.append(confidences)
     points, confidences = np.concatenate(keypoints), np.concatenate(maxvals)
-    scores = person_scores(confidences, box_scores, cfg.eval.keypoint_score_threshold)
+    scores = person_scores(confidences, scores_in, cfg.eval.keypoint_score_threshold)
     return np.concatenate([points, confidences[..., None]], axis=-1), scores
 
 

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
 
 from components.keypoints import OKS_SIGMAS
+
+ResultT = TypeVar("ResultT", bound=Mapping[str, Any])
 
 
 def pairwise_oks(keypoints: NDArray[np.float64], areas: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -31,7 +33,7 @@ def keypoint_extent_areas(keypoints: NDArray[np.float64]) -> NDArray[np.float64]
     return extent[:, 0] * extent[:, 1]
 
 
-def oks_nms(results: Sequence[Mapping[str, Any]], threshold: float = 0.9) -> list[Mapping[str, Any]]:
+def oks_nms(results: Sequence[ResultT], threshold: float = 0.9) -> list[ResultT]:
     """Keep, image by image and best score first, each pose whose OKS with every kept pose is <= threshold."""
     by_image: dict[Any, list[int]] = defaultdict(list)
     for index, record in enumerate(results):

@@ -28,6 +28,8 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from components.config import ExperimentConfig
+from components.data.published_split import PublishedSplit
+from components.errors import TrsPoseError
 from components.kubernetes.manifests import (
     CONTAINER_NAME,
     PYTORCHJOB_CONTAINER,
@@ -41,6 +43,7 @@ from components.kubernetes.manifests import (
     render_trainjob,
 )
 from components.kubernetes.run_result import ResultReader, RunResult, read_run_result
+from components.services.reachability import CONNECT_TIMEOUT_S
 
 LogSink = Callable[[str], None]
 
@@ -49,7 +52,7 @@ HINTS: dict[str, str] = {
     "ImagePullBackOff": "check backend.kubernetes.image (tag or digest) and the registry's pull secret",
     "ErrImagePull": "check backend.kubernetes.image (tag or digest) and the registry's pull secret",
     "InvalidImageName": "backend.kubernetes.image is not a valid image reference",
-    "CreateContainerConfigError": "a referenced Secret or key is missing (backend.kubernetes.s3_secret / mlflow_secret)",
+    "CreateContainerConfigError": "a referenced Secret or key is missing (backend.kubernetes.s3_secret / mlflow_secret / zenml_secret)",
     "OOMKilled": "raise backend.kubernetes.memory_limit or lower train.batch_size / train.num_workers",
     "Unschedulable": "no node fits: check the GPU node pool, backend.kubernetes.node_selector, tolerations and requests",
     "DeadlineExceeded": "raise backend.kubernetes.active_deadline_seconds or lower train.iterations",
@@ -66,7 +69,7 @@ HINTS: dict[str, str] = {
 FATAL_WAITING_REASONS = {"ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError"}
 
 
-class LaunchError(RuntimeError):
+class LaunchError(TrsPoseError, RuntimeError):
     """A pod-backend run that failed; `reason` is the Kubernetes (or our) reason, e.g. OOMKilled."""
 
     def __init__(self, job_name: str, reason: str, detail: str, kind: str = "Job") -> None:
@@ -117,25 +120,45 @@ class Engine:
 
 ENGINES: dict[str, Engine] = {
     "job": Engine(
-        "Job", render_job, "batch", "v1", "jobs", CONTAINER_NAME,
+        "Job",
+        render_job,
+        "batch",
+        "v1",
+        "jobs",
+        CONTAINER_NAME,
         pod_selector=lambda plan: f"{RUN_LABEL}={plan.run_id}",
         is_rank0=lambda labels: True,  # one pod at a time, each a replacement of the last
     ),
     "trainjob": Engine(  # TrainJob -> JobSet -> an indexed Job per replicated job; node 0 is rank 0
-        "TrainJob", render_trainjob, "trainer.kubeflow.org", "v1alpha1", "trainjobs", TRAINJOB_CONTAINER,
+        "TrainJob",
+        render_trainjob,
+        "trainer.kubeflow.org",
+        "v1alpha1",
+        "trainjobs",
+        TRAINJOB_CONTAINER,
         pod_selector=lambda plan: f"jobset.sigs.k8s.io/jobset-name={plan.job_name}",
-        is_rank0=lambda labels: labels.get("jobset.sigs.k8s.io/replicatedjob-name") == TRAINJOB_CONTAINER
-        and labels.get("jobset.sigs.k8s.io/job-index", "0") == "0"
-        and labels.get("batch.kubernetes.io/job-completion-index") == "0",
+        is_rank0=lambda labels: (
+            labels.get("jobset.sigs.k8s.io/replicatedjob-name") == TRAINJOB_CONTAINER
+            and labels.get("jobset.sigs.k8s.io/job-index", "0") == "0"
+            and labels.get("batch.kubernetes.io/job-completion-index") == "0"
+        ),
     ),
     "pytorchjob": Engine(
-        "PyTorchJob", render_pytorchjob, "kubeflow.org", "v1", "pytorchjobs", PYTORCHJOB_CONTAINER,
+        "PyTorchJob",
+        render_pytorchjob,
+        "kubeflow.org",
+        "v1",
+        "pytorchjobs",
+        PYTORCHJOB_CONTAINER,
         pod_selector=lambda plan: f"training.kubeflow.org/job-name={plan.job_name}",
         is_rank0=lambda labels: labels.get("training.kubeflow.org/replica-type") == "master",
         complete="Succeeded",
         restarting="Restarting",
     ),
 }
+
+
+API_TIMEOUT = (CONNECT_TIMEOUT_S, 60.0)  # (connect, read) seconds of each API call: a dead API server fails fast
 
 
 class _Workloads:
@@ -153,25 +176,44 @@ class _Workloads:
 
     def create(self, manifest: Manifest) -> None:
         if self.engine.plural == "jobs":
-            self.batch.create_namespaced_job(self.namespace, manifest, _preload_content=False)
+            self.batch.create_namespaced_job(
+                self.namespace, manifest, _preload_content=False, _request_timeout=API_TIMEOUT
+            )
         else:
             self.custom.create_namespaced_custom_object(
-                *self._custom_args, self.engine.plural, manifest, _preload_content=False
+                *self._custom_args, self.engine.plural, manifest, _preload_content=False, _request_timeout=API_TIMEOUT
             )
 
     def read(self, name: str) -> dict[str, Any]:
         if self.engine.plural == "jobs":
-            return _json(self.batch.read_namespaced_job(name, self.namespace, _preload_content=False))
+            return _json(
+                self.batch.read_namespaced_job(
+                    name, self.namespace, _preload_content=False, _request_timeout=API_TIMEOUT
+                )
+            )
         return _json(
-            self.custom.get_namespaced_custom_object(*self._custom_args, self.engine.plural, name, _preload_content=False)
+            self.custom.get_namespaced_custom_object(
+                *self._custom_args, self.engine.plural, name, _preload_content=False, _request_timeout=API_TIMEOUT
+            )
         )
 
     def delete(self, name: str) -> None:
         if self.engine.plural == "jobs":
-            self.batch.delete_namespaced_job(name, self.namespace, propagation_policy="Background", _preload_content=False)
+            self.batch.delete_namespaced_job(
+                name,
+                self.namespace,
+                propagation_policy="Background",
+                _preload_content=False,
+                _request_timeout=API_TIMEOUT,
+            )
         else:
             self.custom.delete_namespaced_custom_object(
-                *self._custom_args, self.engine.plural, name, propagation_policy="Background", _preload_content=False
+                *self._custom_args,
+                self.engine.plural,
+                name,
+                propagation_policy="Background",
+                _preload_content=False,
+                _request_timeout=API_TIMEOUT,
             )
 
 
@@ -229,9 +271,10 @@ class KubernetesLauncher:
         self.poll_seconds = poll_seconds
         self._log_lock = threading.Lock()
 
-    def launch(self, run_id: str | None = None) -> LaunchResult:
-        """Submit the workload for this config and block until it completes; delete it if anything fails."""
-        plan = plan_run(self.cfg, run_id)
+    def launch(self, run_id: str | None = None, split: PublishedSplit | None = None) -> LaunchResult:
+        """Submit the workload for this config (training on `split` when given) and block until it
+        completes; delete it if anything fails."""
+        plan = plan_run(self.cfg, run_id, split)
         k8s = self.cfg.backend.kubernetes
         if self.engine.kind == "Job" and (k8s.nodes > 1 or k8s.processes_per_node > 1):
             raise self._error(
@@ -355,9 +398,7 @@ class KubernetesLauncher:
             if phase != "Succeeded" and not disruption and self._once(tracker, name, "deleted"):
                 self._emit(f"pod {name} was deleted; the Job replaces it and training resumes from the last checkpoint")
             return
-        scheduled = next(
-            (c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None
-        )
+        scheduled = next((c for c in status.get("conditions") or [] if c.get("type") == "PodScheduled"), None)
         if scheduled and scheduled.get("status") == "False" and scheduled.get("reason") == "Unschedulable":
             tracker.unschedulable_since.setdefault(name, time.monotonic())
             if self._once(tracker, name, "unschedulable"):
@@ -444,6 +485,8 @@ class KubernetesLauncher:
             self.log(line)
 
 
-def launch_training(cfg: ExperimentConfig, log: LogSink = print, run_id: str | None = None) -> LaunchResult:
+def launch_training(
+    cfg: ExperimentConfig, log: LogSink = print, run_id: str | None = None, split: PublishedSplit | None = None
+) -> LaunchResult:
     """The train step's entry point for `backend.kind: kubernetes`."""
-    return KubernetesLauncher(cfg, log=log).launch(run_id)
+    return KubernetesLauncher(cfg, log=log).launch(run_id, split)

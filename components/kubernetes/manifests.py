@@ -9,6 +9,8 @@ self-contained object (nothing to create first, nothing to garbage-collect, no C
 The renderer also rewrites the config for the pod: the checkpoint directory moves onto S3 under
 the run's prefix with `resume: true`, so a pod restarted after a disruption continues from its last
 checkpoint, and the backend becomes `local`, because inside the pod the training is in-process.
+A run planned with the pipeline's published split gives every training container (every node of a
+TrainJob or PyTorchJob too) that split's S3 URI and recorded hashes in TRS_POSE_SPLIT.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from typing import Any, Literal
 
 import yaml
 
-from components.config import ExperimentConfig, KubernetesConfig
+from components.config import ConfigError, ExperimentConfig, KubernetesConfig
+from components.data.published_split import SPLIT_ENV, PublishedSplit
 
 Manifest = dict[str, Any]
 WorkloadKind = Literal["job", "trainjob", "pytorchjob", "cronjob"]
@@ -43,7 +46,74 @@ RUN_AS_ID = 10001
 MAX_NAME_LENGTH = 52  # Jobs add a 5-character pod suffix and label values stop at 63
 S3_SECRET_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
 MLFLOW_SECRET_KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD")
+ZENML_SECRET_KEYS = ("ZENML_STORE_URL", "ZENML_STORE_API_KEY")
 GPU_RESOURCE = "nvidia.com/gpu"
+
+
+CRON_MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+# (field, lowest, highest, names counted from `lowest`) of the five fields the API server accepts
+CRON_FIELDS = (
+    ("minute", 0, 59, ()),
+    ("hour", 0, 23, ()),
+    ("day of month", 1, 31, ()),
+    ("month", 1, 12, ("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC")),
+    ("day of week", 0, 7, ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")),
+)
+CRON_ITEM = re.compile(r"^(?P<range>\*|\?|[0-9A-Za-z]+(-[0-9A-Za-z]+)?)(/(?P<step>[0-9]+))?$")
+
+
+def _cron_value(text: str, lowest: int, highest: int, names: tuple[str, ...]) -> int | None:
+    if text.upper() in names:
+        return lowest + names.index(text.upper())
+    return int(text) if text.isdigit() and lowest <= int(text) <= highest else None
+
+
+def check_cron(expression: str) -> str:
+    """The schedule, stripped, if the API server would accept it; else ConfigError naming the field and its range.
+
+    Five fields `minute hour day-of-month month day-of-week`, each a comma list of `*`, `N`, `N-M`,
+    with an optional `/step` (month and weekday also by name), or one of CRON_MACROS.
+    """
+    text = expression.strip()
+    if text in CRON_MACROS:
+        return text
+    fields = text.split()
+    usage = "5 fields 'minute hour day-of-month month day-of-week' (e.g. '0 3 * * 0') or one of " + ", ".join(
+        CRON_MACROS
+    )
+    if len(fields) != len(CRON_FIELDS):
+        raise ConfigError(f"cron schedule {expression!r}: has {len(fields)} fields; use {usage}")
+    for value, (name, lowest, highest, names) in zip(fields, CRON_FIELDS, strict=True):
+        for item in value.split(","):
+            match = CRON_ITEM.match(item)
+            ends = [] if match is None or match["range"] in "*?" else match["range"].split("-")
+            bounds = [_cron_value(end, lowest, highest, names) for end in ends]
+            valid = (
+                match is not None
+                and None not in bounds
+                and (len(bounds) < 2 or bounds[0] <= bounds[1])  # type: ignore[operator]
+                and (match["step"] is None or int(match["step"]) >= 1)
+                and (match["range"] != "?" or name in {"day of month", "day of week"})
+            )
+            if not valid:
+                raise ConfigError(
+                    f"cron schedule {expression!r}: {name} {item!r} is not valid: "
+                    f"use *, N, N-M or */S with N in {lowest}-{highest}"
+                )
+    return " ".join(fields)
+
+
+def data_root_warning(cfg: ExperimentConfig) -> str | None:
+    """Why a pod could not read data.root, or None: a local path exists only on this machine (a
+    synthetic set is drawn inside the pod, so a local root is fine then)."""
+    root = cfg.data.root
+    if root.startswith("s3://") or cfg.data.synthetic is not None:
+        return None
+    return (
+        f"data.root={root} is a local path: a training pod cannot read it and will exit with code "
+        f"{cfg.backend.kubernetes.config_error_exit_code} (config error); upload the data and set "
+        "data.root=s3://bucket/prefix"
+    )
 
 
 @dataclass(frozen=True)
@@ -54,6 +124,7 @@ class RunPlan:
     job_name: str
     run_uri: str  # s3://bucket/<run_prefix>/<run_id>; the pod writes checkpoints/ and result.json here
     pod_config: ExperimentConfig  # what the pod trains with
+    split: PublishedSplit | None = None  # the pipeline's split; None: `trs-pose k8s render` by hand
 
 
 def dns_label(text: str, max_length: int = MAX_NAME_LENGTH) -> str:
@@ -72,7 +143,7 @@ def default_run_id(cfg: ExperimentConfig, now: datetime | None = None) -> str:
     return dns_label(f"{cfg.name}-{stamp}-{digest}")
 
 
-def plan_run(cfg: ExperimentConfig, run_id: str | None = None) -> RunPlan:
+def plan_run(cfg: ExperimentConfig, run_id: str | None = None, split: PublishedSplit | None = None) -> RunPlan:
     """Fix the run's names and the config its pod will see (S3 checkpoints, resume, local backend)."""
     run_id = dns_label(run_id or default_run_id(cfg))
     k8s = cfg.backend.kubernetes
@@ -81,7 +152,7 @@ def plan_run(cfg: ExperimentConfig, run_id: str | None = None) -> RunPlan:
     tree["train"]["checkpoint"]["dir"] = f"{run_uri}/checkpoints"
     tree["train"]["checkpoint"]["resume"] = True
     tree["backend"]["kind"] = "local"
-    return RunPlan(run_id, run_id, run_uri, ExperimentConfig.model_validate(tree))
+    return RunPlan(run_id, run_id, run_uri, ExperimentConfig.model_validate(tree), split)
 
 
 def _labels(run_id: str, component: str) -> dict[str, str]:
@@ -120,7 +191,9 @@ def _volumes(k8s: KubernetesConfig, with_shm: bool) -> list[dict[str, Any]]:
         {
             "name": "config",
             "downwardAPI": {
-                "items": [{"path": "config.yaml", "fieldRef": {"fieldPath": f"metadata.annotations['{CONFIG_ANNOTATION}']"}}]
+                "items": [
+                    {"path": "config.yaml", "fieldRef": {"fieldPath": f"metadata.annotations['{CONFIG_ANNOTATION}']"}}
+                ]
             },
         },
         {"name": "tmp", "emptyDir": {"sizeLimit": "4Gi"}},
@@ -133,7 +206,7 @@ def _volumes(k8s: KubernetesConfig, with_shm: bool) -> list[dict[str, Any]]:
 
 
 def _volume_mounts(with_shm: bool) -> list[dict[str, Any]]:
-    mounts = [
+    mounts: list[dict[str, Any]] = [
         {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
         {"name": "tmp", "mountPath": "/tmp"},
         {"name": "home", "mountPath": HOME_DIR},
@@ -148,7 +221,9 @@ def _secret_env(secret: str, key: str, optional: bool) -> dict[str, Any]:
     return {"name": key, "valueFrom": {"secretKeyRef": {"name": secret, "key": key, "optional": optional}}}
 
 
-def container_env(cfg: ExperimentConfig, run_uri: str | None) -> list[dict[str, Any]]:
+def container_env(
+    cfg: ExperimentConfig, run_uri: str | None, split: PublishedSplit | None = None
+) -> list[dict[str, Any]]:
     """Credentials by Secret reference only; plain settings (endpoint, caches) as values."""
     k8s = cfg.backend.kubernetes
     env: list[dict[str, Any]] = [
@@ -165,6 +240,8 @@ def container_env(cfg: ExperimentConfig, run_uri: str | None) -> list[dict[str, 
         env.append({"name": "AWS_ENDPOINT_URL_S3", "value": cfg.storage.endpoint_url})
     if run_uri:
         env.append({"name": RUN_URI_ENV, "value": run_uri})
+    if split is not None:
+        env.append({"name": SPLIT_ENV, "value": split.to_json()})
     env += [_secret_env(k8s.s3_secret, key, optional=False) for key in S3_SECRET_KEYS]
     env += [_secret_env(k8s.mlflow_secret, key, optional=key != "MLFLOW_TRACKING_URI") for key in MLFLOW_SECRET_KEYS]
     return env
@@ -189,7 +266,9 @@ def _config_annotation(config: ExperimentConfig) -> dict[str, str]:
     return {CONFIG_ANNOTATION: config.to_yaml()}
 
 
-def training_container(cfg: ExperimentConfig, run_uri: str | None, command: list[str], name: str) -> dict[str, Any]:
+def training_container(
+    cfg: ExperimentConfig, run_uri: str | None, command: list[str], name: str, split: PublishedSplit | None = None
+) -> dict[str, Any]:
     k8s = cfg.backend.kubernetes
     return {
         "name": name,
@@ -197,7 +276,7 @@ def training_container(cfg: ExperimentConfig, run_uri: str | None, command: list
         "imagePullPolicy": k8s.image_pull_policy,
         "command": command,
         "workingDir": WORK_DIR,
-        "env": container_env(cfg, run_uri),
+        "env": container_env(cfg, run_uri, split),
         "resources": training_resources(k8s),
         "securityContext": container_security_context(),
         "volumeMounts": _volume_mounts(with_shm=True),
@@ -205,7 +284,12 @@ def training_container(cfg: ExperimentConfig, run_uri: str | None, command: list
 
 
 def training_pod_spec(
-    cfg: ExperimentConfig, run_uri: str | None, command: list[str], restart_policy: str, container_name: str
+    cfg: ExperimentConfig,
+    run_uri: str | None,
+    command: list[str],
+    restart_policy: str,
+    container_name: str,
+    split: PublishedSplit | None = None,
 ) -> dict[str, Any]:
     """A hardened GPU pod that holds no service-account token: training never calls the API."""
     k8s = cfg.backend.kubernetes
@@ -214,7 +298,7 @@ def training_pod_spec(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "securityContext": pod_security_context(),
-        "containers": [training_container(cfg, run_uri, command, container_name)],
+        "containers": [training_container(cfg, run_uri, command, container_name, split)],
         "volumes": _volumes(k8s, with_shm=True),
         "terminationGracePeriodSeconds": 60,
     }
@@ -239,7 +323,7 @@ def render_job(cfg: ExperimentConfig, plan: RunPlan) -> Manifest:
     """One GPU pod; retries disruptions, fails at once on a config error, resumes from S3."""
     k8s = cfg.backend.kubernetes
     labels = _labels(plan.run_id, "trainer")
-    pod_spec = training_pod_spec(plan.pod_config, plan.run_uri, train_command(), "Never", CONTAINER_NAME)
+    pod_spec = training_pod_spec(plan.pod_config, plan.run_uri, train_command(), "Never", CONTAINER_NAME, plan.split)
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
@@ -280,7 +364,11 @@ def render_trainjob(cfg: ExperimentConfig, plan: RunPlan) -> Manifest:
         "securityContext": pod_security_context(),
         "volumes": _volumes(k8s, with_shm=True),
         "containers": [
-            {"name": TRAINJOB_CONTAINER, "securityContext": container_security_context(), "volumeMounts": _volume_mounts(True)}
+            {
+                "name": TRAINJOB_CONTAINER,
+                "securityContext": container_security_context(),
+                "volumeMounts": _volume_mounts(True),
+            }
         ],
     }
     if k8s.node_selector:
@@ -301,7 +389,7 @@ def render_trainjob(cfg: ExperimentConfig, plan: RunPlan) -> Manifest:
                 "numNodes": k8s.nodes,
                 "numProcPerNode": k8s.processes_per_node,
                 "resourcesPerNode": training_resources(k8s),
-                "env": container_env(plan.pod_config, plan.run_uri),
+                "env": container_env(plan.pod_config, plan.run_uri, plan.split),
             },
             "runtimePatches": [
                 {
@@ -346,7 +434,12 @@ def render_pytorchjob(cfg: ExperimentConfig, plan: RunPlan) -> Manifest:
             "template": {
                 "metadata": {"labels": dict(labels), "annotations": _config_annotation(plan.pod_config)},
                 "spec": training_pod_spec(
-                    plan.pod_config, plan.run_uri, distributed_train_command(), "OnFailure", PYTORCHJOB_CONTAINER
+                    plan.pod_config,
+                    plan.run_uri,
+                    distributed_train_command(),
+                    "OnFailure",
+                    PYTORCHJOB_CONTAINER,
+                    plan.split,
                 ),
             },
         }
@@ -388,26 +481,35 @@ def render_cronjob(cfg: ExperimentConfig, schedule: str | None = None) -> Manife
         "imagePullPolicy": k8s.image_pull_policy,
         # the train Job goes into the CronJob's own namespace, where its RBAC is, whatever the overlay
         "command": [
-            "trs-pose", "run", "--no-local-services", "--config", CONFIG_PATH,
-            "--set", "backend.kubernetes.namespace=$(POD_NAMESPACE)",
+            "trs-pose",
+            "run",
+            "--no-local-services",
+            "--config",
+            CONFIG_PATH,
+            "--set",
+            "backend.kubernetes.namespace=$(POD_NAMESPACE)",
         ],
         "workingDir": WORK_DIR,
         "env": [
             {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
             *container_env(pipeline_config, run_uri=None),
+            # a scheduled run records into the team's ZenML server or does not start
+            *[_secret_env(k8s.zenml_secret, key, optional=False) for key in ZENML_SECRET_KEYS],
         ],
         "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}, "limits": {"cpu": "2", "memory": "4Gi"}},
         "securityContext": container_security_context(),
         "volumeMounts": _volume_mounts(with_shm=False),
     }
     metadata = _metadata(name, k8s, labels)
-    metadata["annotations"] = {"checkov.io/skip1": "CKV_K8S_38=this pod submits the training Job, so it needs its API token"}
+    metadata["annotations"] = {
+        "checkov.io/skip1": "CKV_K8S_38=this pod submits the training Job, so it needs its API token"
+    }
     return {
         "apiVersion": "batch/v1",
         "kind": "CronJob",
         "metadata": metadata,
         "spec": {
-            "schedule": schedule or k8s.schedule,
+            "schedule": check_cron(schedule or k8s.schedule),
             "timeZone": "Etc/UTC",
             "concurrencyPolicy": "Forbid",
             "startingDeadlineSeconds": 3600,
@@ -437,7 +539,9 @@ def render_cronjob(cfg: ExperimentConfig, schedule: str | None = None) -> Manife
     }
 
 
-def render(cfg: ExperimentConfig, kind: WorkloadKind | Literal["all"] = "job", run_id: str | None = None) -> list[Manifest]:
+def render(
+    cfg: ExperimentConfig, kind: WorkloadKind | Literal["all"] = "job", run_id: str | None = None
+) -> list[Manifest]:
     """The manifests of one kind, or of all four, for one planned run."""
     plan = plan_run(cfg, run_id)
     renderers = {

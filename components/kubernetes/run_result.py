@@ -13,10 +13,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from components.kubernetes.manifests import RUN_URI_ENV
 from components.storage.s3 import S3Uri, get_bytes, put_bytes, s3_client
 
 RESULT_NAME = "result.json"
-from components.kubernetes.manifests import RUN_URI_ENV
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,11 @@ class RunResult:
     def from_json(cls, raw: bytes | str, source: str) -> RunResult:
         try:
             tree = json.loads(raw)
-            return cls(str(tree["checkpoint_uri"]), int(tree["step"]), {k: float(v) for k, v in tree.get("metrics", {}).items()})
+            return cls(
+                str(tree["checkpoint_uri"]),
+                int(tree["step"]),
+                {k: float(v) for k, v in tree.get("metrics", {}).items()},
+            )
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"{source}: not a run result (needs checkpoint_uri, step, metrics): {exc}") from exc
 
@@ -45,12 +49,15 @@ def write_run_result(run_uri: str, result: RunResult, client: Any | None = None)
     return target
 
 
-def publish_if_in_pod(checkpoint_uri: str, step: int, metrics: dict[str, float]) -> str | None:
-    """No-op outside a pod-backend run, so `trs-pose train` can always call it."""
+def publish_if_in_pod(
+    checkpoint_uri: str, step: int, metrics: dict[str, float], client: Any | None = None
+) -> str | None:
+    """No-op outside a pod-backend run, so `trs-pose train` can always call it. The pod passes a patient
+    client (`patient_s3_client`): hours of training must not be lost to a store that blinks at the end."""
     run_uri = os.environ.get(RUN_URI_ENV)
     if not run_uri:
         return None
-    return write_run_result(run_uri, RunResult(checkpoint_uri, step, dict(metrics)))
+    return write_run_result(run_uri, RunResult(checkpoint_uri, step, dict(metrics)), client)
 
 
 def read_run_result(run_uri: str, client: Any | None = None) -> RunResult:

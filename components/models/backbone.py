@@ -14,10 +14,14 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import timm
 import torch
+from timm.models._features import FeatureInfo
 from torch import nn
+
+from components.errors import TrsPoseError
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +34,7 @@ _KEY_PREFIXES = ("module.", "_orig_mod.", "model.", "backbone.body.", "backbone.
 _WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors", ".pth.tar")
 
 
-class PretrainedWeightsError(ValueError):
+class PretrainedWeightsError(TrsPoseError, ValueError):
     """A weights file that does not fit the network; the message names the file and the keys."""
 
 
@@ -96,7 +100,7 @@ class FeatureBackbone(nn.Module):
         super().__init__()
         self.name = name
         self.body = create_timm_features(name)
-        info = self.body.feature_info
+        info = cast(FeatureInfo, self.body.feature_info)  # set by timm on features_only models
         available = dict(zip(info.reduction(), info.channels()))
         if is_high_resolution(name):
             if heatmap_stride not in available:
@@ -172,7 +176,7 @@ def strip_prefixes(state: Mapping[str, torch.Tensor], wanted: set[str]) -> dict[
             prefix = next((p for p in _KEY_PREFIXES if name.startswith(p)), None)
             if prefix is None:
                 break
-            name = name[len(prefix):]
+            name = name[len(prefix) :]
         out[name] = value
     return out
 
@@ -182,9 +186,13 @@ def load_state_dict_into(module: nn.Module, state: Mapping[str, torch.Tensor], s
     own = module.state_dict()
     cleaned = strip_prefixes(state, set(own))
     matched = {k: v for k, v in cleaned.items() if k in own}
-    bad_shapes = [f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in matched.items() if v.shape != own[k].shape]
+    bad_shapes = [
+        f"{k} {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in matched.items() if v.shape != own[k].shape
+    ]
     if bad_shapes:
-        raise PretrainedWeightsError(f"{source}: shape mismatch for {len(bad_shapes)} tensors: {'; '.join(bad_shapes[:5])}")
+        raise PretrainedWeightsError(
+            f"{source}: shape mismatch for {len(bad_shapes)} tensors: {'; '.join(bad_shapes[:5])}"
+        )
     if not matched:
         raise PretrainedWeightsError(
             f"{source}: none of its {len(cleaned)} tensors match the network (e.g. {next(iter(cleaned), '-')!r} "

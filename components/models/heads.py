@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def _init_heatmap_layer(layer: nn.Module) -> None:
+def _init_heatmap_layer(layer: nn.Conv2d | nn.ConvTranspose2d) -> None:
     """SimpleBaseline's init: tiny weights so the first heatmaps are near zero, not noise."""
     nn.init.normal_(layer.weight, std=0.001)
     if layer.bias is not None:
@@ -65,7 +65,9 @@ class FPNHead(nn.Module):
         self.smooth = nn.ModuleDict(
             {
                 str(s): nn.Sequential(
-                    nn.Conv2d(channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels), nn.ReLU(inplace=True)
+                    nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+                    nn.BatchNorm2d(channels),
+                    nn.ReLU(inplace=True),
                 )
                 for s in self.strides[1:]
             }
@@ -82,8 +84,11 @@ class FPNHead(nn.Module):
         return match_size(self.final(top), size)
 
 
-class AuxHeatmapHead(nn.Module):
-    """1x1 reduce -> 3x3 -> 1x1 to K, bilinearly upsampled to the heatmap size: cheap supervision for a stage."""
+class MFLHead(nn.Module):
+    """Multi-level Feature Learning head: 1x1 reduce -> 3x3 -> 1x1 to K, bilinearly upsampled to the heatmap size.
+
+    Cheap heatmap supervision for an earlier backbone stage; training only, inference uses the main head.
+    """
 
     def __init__(self, in_channels: int, num_keypoints: int, channels: int):
         super().__init__()

@@ -15,6 +15,7 @@ from torch import nn
 
 from components.config import ExperimentConfig, InputConfig, ModelConfig
 from components.keypoints import NUM_KEYPOINTS
+from components.method import method_spec
 from components.models.backbone import (
     FeatureBackbone,
     LoadReport,
@@ -24,7 +25,7 @@ from components.models.backbone import (
     read_state_dict,
     strip_prefixes,
 )
-from components.models.heads import AuxHeatmapHead, DeconvHead, FPNHead
+from components.models.heads import DeconvHead, FPNHead, MFLHead
 
 
 class PoseOutput(NamedTuple):
@@ -53,6 +54,7 @@ class PoseNet(nn.Module):
         self.num_keypoints = num_keypoints
         self.mfl_strides = tuple(mfl_strides)
         main = backbone.main_reduction
+        self.head: FPNHead | DeconvHead
         if head == "fpn":
             strides = (main, *backbone.skip_reductions)
             self.head_strides = strides
@@ -60,8 +62,9 @@ class PoseNet(nn.Module):
         else:
             self.head_strides = (main,)
             self.head = self._deconv_head(backbone, num_keypoints, heatmap_stride, deconv_layers, deconv_channels)
+        # named `aux_heads` in checkpoints (state-dict keys `aux_heads.N.*`), so the attribute keeps that name
         self.aux_heads = nn.ModuleList(
-            AuxHeatmapHead(backbone.channels[s], num_keypoints, mfl_channels) for s in self.mfl_strides
+            MFLHead(backbone.channels[s], num_keypoints, mfl_channels) for s in self.mfl_strides
         )
 
     @staticmethod
@@ -100,7 +103,9 @@ class PoseNet(nn.Module):
             return self.backbone.load_hub_weights(path_or_hub_name)
         state = read_state_dict(path_or_hub_name)
         whole = len(set(strip_prefixes(state, set(self.state_dict()))) & set(self.state_dict()))
-        body = len(set(strip_prefixes(state, set(self.backbone.body.state_dict()))) & set(self.backbone.body.state_dict()))
+        body = len(
+            set(strip_prefixes(state, set(self.backbone.body.state_dict()))) & set(self.backbone.body.state_dict())
+        )
         target = self if whole >= body and whole > 0 else self.backbone.body
         try:
             return load_state_dict_into(target, state, source=str(path_or_hub_name))
@@ -109,10 +114,14 @@ class PoseNet(nn.Module):
 
 
 def build_pose_net(
-    model_cfg: ModelConfig, input_cfg: InputConfig, num_keypoints: int = NUM_KEYPOINTS, *, mfl: bool = True
+    model_cfg: ModelConfig,
+    input_cfg: InputConfig,
+    num_keypoints: int = NUM_KEYPOINTS,
+    *,
+    mfl_strides: tuple[int, ...] | None = None,
 ) -> PoseNet:
-    """The network of `model_cfg`; `mfl=False` builds no auxiliary heads (the baselines, the no-MFL ablation)."""
-    strides = tuple(model_cfg.mfl_strides) if mfl else ()
+    """The network of `model_cfg`, with MFL heads on `mfl_strides` (default `model_cfg.mfl_strides`; () for none)."""
+    strides = tuple(model_cfg.mfl_strides) if mfl_strides is None else tuple(mfl_strides)
     fpn = model_cfg.head == "fpn"
     backbone = FeatureBackbone(model_cfg.backbone, input_cfg.heatmap_stride, strides, skip_reductions=fpn)
     net = PoseNet(
@@ -130,11 +139,6 @@ def build_pose_net(
     return net
 
 
-def uses_mfl(cfg: ExperimentConfig) -> bool:
-    """MFL heads belong to TRS; the baselines train the plain network unless train.mfl.in_baselines."""
-    return cfg.train.mfl.enabled and (cfg.train.method == "trs" or cfg.train.mfl.in_baselines)
-
-
 def build_model(cfg: ExperimentConfig, num_keypoints: int = NUM_KEYPOINTS) -> PoseNet:
-    """The student of an experiment (same call rebuilds it from a checkpoint's saved config)."""
-    return build_pose_net(cfg.model, cfg.input, num_keypoints, mfl=uses_mfl(cfg))
+    """The student of an experiment, with the MFL heads its method supervises (rebuilds a checkpoint's too)."""
+    return build_pose_net(cfg.model, cfg.input, num_keypoints, mfl_strides=method_spec(cfg).mfl_strides)

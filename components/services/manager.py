@@ -1,7 +1,7 @@
-"""`services up | down | status`: the local S3 store and MLflow server, tracked in a state folder.
+"""`services up | down | status`: the local S3 store, MLflow and ZenML servers, tracked in a state folder.
 
-The state folder (default `.state/services`, or $TRS_POSE_STATE_DIR) holds everything: PID files,
-logs, the servers' data, the generated S3 key pair (0600) and `endpoints.json`, which names the
+The state folder (.state/services under the project root, or $TRS_POSE_STATE_DIR) holds everything: PID files,
+logs, the servers' data, the generated S3 key pair and ZenML credentials (0600) and `endpoints.json`, which names the
 ports and URLs (never a secret) so that other commands find the services again.
 """
 
@@ -15,26 +15,57 @@ from pathlib import Path
 from typing import Any
 
 from components.atomic_files import write_atomically
-from components.services.mlflow_server import MLflowServer, mlflow_healthy
+from components.services.mlflow_server import MLflowServer
 from components.services.process import (
     LOOPBACK,
     ServiceError,
     command_line,
+    health_answers,
     is_our_process,
     read_pid,
     stop_process_group,
     write_pid,
 )
 from components.services.seaweedfs import S3Endpoint, SeaweedFSServer, load_or_create_credentials
+from components.services.zenml_server import (
+    ZenMLEndpoint,
+    ZenMLServer,
+    load_zenml_credentials,
+)
 from components.storage.s3 import ensure_bucket
 
 STATE_DIR_ENV = "TRS_POSE_STATE_DIR"
 ENDPOINTS_FILE = "endpoints.json"
-SERVICE_NAMES = ("seaweedfs", "mlflow")
+SERVICE_NAMES = ("seaweedfs", "mlflow", "zenml")
+
+
+STATE_SUBDIR = Path(".state") / "services"
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The trs-pose clone a command belongs to, wherever it is run from.
+
+    The nearest folder at or above `start` (the current directory) that already holds
+    .state/services or is a trs-pose checkout; else the checkout this code runs from (an editable
+    install); else `start` itself.
+    """
+    start = (start or Path.cwd()).resolve()
+    for folder in (start, *start.parents):
+        if (folder / STATE_SUBDIR).is_dir() or _is_checkout(folder):
+            return folder
+    installed = Path(__file__).resolve().parents[2]
+    return installed if _is_checkout(installed) else start
+
+
+def _is_checkout(folder: Path) -> bool:
+    return (folder / "pyproject.toml").is_file() and (folder / "components" / "services").is_dir()
 
 
 def default_state_dir() -> Path:
-    return Path(os.environ.get(STATE_DIR_ENV, ".state/services")).resolve()
+    """$TRS_POSE_STATE_DIR, else .state/services under the project root (not the current directory)."""
+    if os.environ.get(STATE_DIR_ENV):
+        return Path(os.environ[STATE_DIR_ENV]).resolve()
+    return project_root() / STATE_SUBDIR
 
 
 @dataclass(frozen=True)
@@ -48,10 +79,12 @@ class ServiceStatus:
 
 @dataclass(frozen=True)
 class LocalServices:
-    """What clients need to use the running services: the S3 endpoint (with key) and MLflow's URI."""
+    """What clients need to use the running services: the S3 endpoint (with key), MLflow's URI and
+    the ZenML server (URL and API key; None when `up` ran before ZenML was among the services)."""
 
     s3: S3Endpoint
     tracking_uri: str
+    zenml: ZenMLEndpoint | None = None
 
 
 def _read_endpoints(state_dir: Path) -> dict[str, Any]:
@@ -85,7 +118,7 @@ def _seaweedfs(state_dir: Path, bucket: str, ports: dict[str, int] | None) -> Se
     return SeaweedFSServer(state_dir, load_or_create_credentials(state_dir), bucket=bucket, ports=ports)
 
 
-def _start_or_clean_up(server: SeaweedFSServer | MLflowServer, timeout: float) -> None:
+def _start_or_clean_up(server: SeaweedFSServer | MLflowServer | ZenMLServer, timeout: float) -> None:
     """Start; if it never becomes healthy, stop what was started rather than leave it unrecorded."""
     try:
         server.start(timeout=timeout)
@@ -134,7 +167,7 @@ def services_up(state_dir: Path | None = None, bucket: str = "trs-pose", timeout
         stop_process_group(pid, mlflow.marker)
         pid = None
     if pid is not None:
-        if not mlflow_healthy(mlflow.tracking_uri):
+        if not health_answers(mlflow.tracking_uri):
             raise ServiceError(f"mlflow is running but /health does not answer; see {mlflow.log_path}")
         outcome["mlflow"] = "already running"
     else:
@@ -151,7 +184,29 @@ def services_up(state_dir: Path | None = None, bucket: str = "trs-pose", timeout
         "artifacts_destination": mlflow.artifacts_destination,
     }
     _write_endpoints(state_dir, endpoints)
+    outcome["zenml"] = _zenml_up(state_dir, endpoints, s3, timeout)
     return outcome
+
+
+def _zenml_up(state_dir: Path, endpoints: dict[str, Any], s3: S3Endpoint, timeout: float) -> str:
+    """Start the ZenML server on its previous port when free; its URL goes to endpoints.json."""
+    recorded_port = endpoints.get("zenml", {}).get("port")
+    zenml = ZenMLServer(state_dir, s3, port=recorded_port)
+    if _running_pid(state_dir, zenml.name, zenml.marker) is not None:
+        if not health_answers(zenml.url):
+            raise ServiceError(f"zenml is running but /health does not answer; see {zenml.log_path}")
+        zenml.endpoint()
+        what = "already running"
+    else:
+        if recorded_port and not _ports_free([recorded_port]):  # something else took it meanwhile
+            zenml = ZenMLServer(state_dir, s3)
+        _start_or_clean_up(zenml, timeout)
+        assert zenml.process is not None
+        write_pid(state_dir / "zenml.pid", zenml.process.pid)
+        what = "started"
+    endpoints["zenml"] = {"url": zenml.url, "port": zenml.port}
+    _write_endpoints(state_dir, endpoints)
+    return what
 
 
 def _markers(state_dir: Path) -> dict[str, str]:
@@ -159,6 +214,7 @@ def _markers(state_dir: Path) -> dict[str, str]:
     return {
         "seaweedfs": f"-dir={state_dir / 'seaweedfs'}",
         "mlflow": f"sqlite:///{state_dir / 'mlflow' / 'mlflow.db'}",
+        "zenml": f"--app-dir={state_dir / 'zenml'}",
     }
 
 
@@ -167,14 +223,16 @@ def services_down(state_dir: Path | None = None) -> dict[str, str]:
     state_dir = (state_dir or default_state_dir()).resolve()
     markers = _markers(state_dir)
     outcome: dict[str, str] = {}
-    for name in reversed(SERVICE_NAMES):  # MLflow first: it writes to S3
+    for name in reversed(SERVICE_NAMES):  # ZenML and MLflow first: they write to S3
         pid_file = state_dir / f"{name}.pid"
         pid = read_pid(pid_file)
         if pid is None:
             outcome[name] = "not running"
             continue
         if not is_our_process(pid, markers[name]):
-            outcome[name] = "stale pid file removed" if command_line(pid) is None else "pid belongs to another process; left alone"
+            outcome[name] = (
+                "stale pid file removed" if command_line(pid) is None else "pid belongs to another process; left alone"
+            )
             pid_file.unlink(missing_ok=True)
             continue
         stop_process_group(pid, markers[name], timeout=3.0 if name == "seaweedfs" else 15.0)
@@ -190,7 +248,7 @@ def services_status(state_dir: Path | None = None) -> list[ServiceStatus]:
     rows = []
     for name in SERVICE_NAMES:
         pid = read_pid(state_dir / f"{name}.pid")
-        url = endpoints.get(name, {}).get("endpoint_url" if name == "seaweedfs" else "tracking_uri")
+        url = endpoints.get(name, {}).get({"seaweedfs": "endpoint_url", "mlflow": "tracking_uri"}.get(name, "url"))
         if pid is None:
             state = "stopped"
         elif not is_our_process(pid, markers[name]):
@@ -198,7 +256,7 @@ def services_status(state_dir: Path | None = None) -> list[ServiceStatus]:
         elif name == "seaweedfs":
             state = "running" if _s3_answers(state_dir) else "unhealthy"
         else:
-            state = "running" if url and mlflow_healthy(url) else "unhealthy"
+            state = "running" if url and health_answers(url) else "unhealthy"
         rows.append(ServiceStatus(name, state, pid, url, state_dir / f"{name}.log"))
     return rows
 
@@ -215,8 +273,15 @@ def local_services(state_dir: Path | None = None, require_mlflow: bool = True) -
     state_dir = (state_dir or default_state_dir()).resolve()
     endpoints = _read_endpoints(state_dir)
     if "seaweedfs" not in endpoints or (require_mlflow and "mlflow" not in endpoints):
-        raise ServiceError(f"no local services recorded in {state_dir}; run `trs-pose services up` first")
+        raise ServiceError(
+            f"no local services recorded in {state_dir}; run `trs-pose services up` first "
+            f"(or set ${STATE_DIR_ENV} to the state folder they were started with)"
+        )
     credentials = load_or_create_credentials(state_dir)
     recorded = endpoints["seaweedfs"]
     s3 = S3Endpoint(recorded["endpoint_url"], credentials.access_key, credentials.secret_key, recorded["bucket"])
-    return LocalServices(s3, endpoints.get("mlflow", {}).get("tracking_uri", ""))
+    zenml = None
+    zenml_credentials = load_zenml_credentials(state_dir) if "zenml" in endpoints else None
+    if zenml_credentials is not None and zenml_credentials.api_key:
+        zenml = ZenMLEndpoint(endpoints["zenml"]["url"], zenml_credentials.api_key)
+    return LocalServices(s3, endpoints.get("mlflow", {}).get("tracking_uri", ""), zenml)

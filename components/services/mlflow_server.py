@@ -10,14 +10,13 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from components.services.process import (
     LOOPBACK,
     ServiceError,
     find_free_ports,
+    health_answers,
     start_process,
     stop_process_group,
     wait_until_healthy,
@@ -33,15 +32,6 @@ def mlflow_binary() -> str:
     if not found:
         raise ServiceError("the `mlflow` command was not found; install the requirements")
     return found
-
-
-def mlflow_healthy(tracking_uri: str, timeout: float = 2.0) -> bool:
-    """GET /health answers 200."""
-    try:
-        with urllib.request.urlopen(f"{tracking_uri.rstrip('/')}/health", timeout=timeout) as response:
-            return response.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
 
 
 class MLflowServer:
@@ -110,7 +100,7 @@ class MLflowServer:
         self.process = start_process(
             self.command(), self.log_path, env=self.environment(), cwd=self.state_dir, tie_to_parent=tie_to_parent
         )
-        wait_until_healthy(lambda: mlflow_healthy(self.tracking_uri), self.process, self.name, self.log_path, timeout)
+        wait_until_healthy(lambda: health_answers(self.tracking_uri), self.process, self.name, self.log_path, timeout)
         return self.tracking_uri
 
     def stop(self, timeout: float = 15.0) -> bool:

@@ -7,22 +7,26 @@ the whole process group because MLflow and SeaweedFS both fork workers.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
 import socket
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from components.atomic_files import write_atomically
+from components.errors import TrsPoseError
 
 LOOPBACK = "127.0.0.1"
 _PR_SET_PDEATHSIG = 1
 
 
-class ServiceError(RuntimeError):
+class ServiceError(TrsPoseError, RuntimeError):
     """A server that would not start, stay up or stop; the message ends with its log's tail."""
 
 
@@ -124,7 +128,9 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def stop_process_group(pid: int, marker: str, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None) -> bool:
+def stop_process_group(
+    pid: int, marker: str, timeout: float = 15.0, process: subprocess.Popen[bytes] | None = None
+) -> bool:
     """SIGTERM the group led by `pid` if its leader is ours, SIGKILL after `timeout`. True if stopped."""
     if not is_our_process(pid, marker):
         if process is not None:
@@ -160,10 +166,17 @@ def _wait_group_gone(pgid: int, timeout: float, process: subprocess.Popen[bytes]
 
 
 def _reap(pid: int) -> None:
-    try:
+    with contextlib.suppress(ChildProcessError):
         os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        pass
+
+
+def health_answers(base_url: str, timeout: float = 2.0) -> bool:
+    """GET <base_url>/health answers 200 (MLflow's and ZenML's health endpoint alike)."""
+    try:
+        with urllib.request.urlopen(f"{base_url.rstrip('/')}/health", timeout=timeout) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
 
 
 def log_tail(log_path: Path, lines: int = 20) -> str:
@@ -193,5 +206,7 @@ def wait_until_healthy(
         if check():
             return time.monotonic() - started
         if time.monotonic() - started > timeout:
-            raise ServiceError(f"{name} not healthy after {timeout:.0f} s; last lines of {log_path}:\n{log_tail(log_path)}")
+            raise ServiceError(
+                f"{name} not healthy after {timeout:.0f} s; last lines of {log_path}:\n{log_tail(log_path)}"
+            )
         time.sleep(interval)

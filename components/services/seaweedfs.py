@@ -45,7 +45,7 @@ class S3Credentials:
         return f"S3Credentials(access_key={self.access_key!r}, secret_key='***')"
 
 
-def _write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read, without a moment where it is world-readable."""
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -67,7 +67,7 @@ def load_or_create_credentials(state_dir: Path, environ: Mapping[str, str] | Non
         data = json.loads(stored.read_text())
         return S3Credentials(data["access_key"], data["secret_key"])
     credentials = S3Credentials("trs" + secrets.token_hex(8).upper(), secrets.token_urlsafe(30))
-    _write_private(stored, json.dumps({"access_key": credentials.access_key, "secret_key": credentials.secret_key}))
+    write_private(stored, json.dumps({"access_key": credentials.access_key, "secret_key": credentials.secret_key}))
     return credentials
 
 
@@ -86,13 +86,19 @@ class S3Endpoint:
         import boto3
         from botocore.config import Config as BotoConfig
 
+        from components.services.reachability import CONNECT_TIMEOUT_S
+
         return boto3.client(
             "s3",
             endpoint_url=self.endpoint_url,
             region_name=self.region,
             aws_access_key_id=access_key or self.access_key,
             aws_secret_access_key=secret_key or self.secret_key,
-            config=BotoConfig(s3={"addressing_style": "path"}, retries={"max_attempts": 2, "mode": "standard"}),
+            config=BotoConfig(
+                s3={"addressing_style": "path"},
+                retries={"max_attempts": 2, "mode": "standard"},
+                connect_timeout=CONNECT_TIMEOUT_S,
+            ),
         )
 
     def environment(self) -> dict[str, str]:
@@ -109,7 +115,9 @@ class S3Endpoint:
     def aws_env(self) -> Iterator[dict[str, str]]:
         """Set the AWS/MLflow S3 variables in this process for the block, restoring them after."""
         values = self.environment()
-        saved = {name: os.environ.get(name) for name in (*values, "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_PROFILE")}
+        saved = {
+            name: os.environ.get(name) for name in (*values, "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_PROFILE")
+        }
         for name in ("AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
             os.environ.pop(name, None)
         os.environ.update(values)
@@ -235,9 +243,11 @@ class SeaweedFSServer:
     def start(self, timeout: float = 30.0, tie_to_parent: bool = False) -> S3Endpoint:
         """Start, wait until ListBuckets works with our key, and create the bucket."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        _write_private(self.state_dir / "s3_identities.json", s3_identity_config(self.credentials))
+        write_private(self.state_dir / "s3_identities.json", s3_identity_config(self.credentials))
         env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        self.process = start_process(self.command(), self.log_path, env=env, cwd=self.state_dir, tie_to_parent=tie_to_parent)
+        self.process = start_process(
+            self.command(), self.log_path, env=env, cwd=self.state_dir, tie_to_parent=tie_to_parent
+        )
         endpoint = self.endpoint
         wait_until_healthy(
             lambda: endpoint.healthy() and self.volumes_registered(), self.process, self.name, self.log_path, timeout

@@ -23,7 +23,8 @@ def _colour(rng: np.random.Generator, low: float = 0, high: float = 255) -> tupl
     """Mostly muted colours, as in real scenes; a few saturated ones."""
     saturation = rng.uniform(0, 255) if rng.random() < 0.2 else rng.uniform(0, 110)
     hsv = np.array([[[rng.uniform(0, 180), saturation, rng.uniform(low, high)]]], dtype=np.uint8)
-    return tuple(float(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
+    b, g, r = (float(c) for c in cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)[0, 0])
+    return b, g, r
 
 
 def draw_background(

@@ -64,6 +64,7 @@ def sample_layers(
     """People of varied size, pose and facing, and a few occluders placed where they hide someone."""
     count = int(rng.choice(style.people_counts, p=style.people_weights))
     layers: list[SceneLayer] = []
+    people: list[PersonPainter] = []
     for _ in range(count):
         band = style.height_bands[rng.choice(len(style.height_bands), p=style.height_band_weights)]
         person_height = rng.uniform(*band) * height
@@ -74,8 +75,8 @@ def sample_layers(
             hip_y = rng.uniform(0.15, 0.95) * height
         else:
             hip_y = rng.uniform(0.35, 0.85) * height
-        if layers and rng.random() < style.group_probability:  # stand beside someone: people overlap people
-            friend = layers[rng.integers(len(layers))].painter.placement
+        if people and rng.random() < style.group_probability:  # stand beside someone: people overlap people
+            friend = people[rng.integers(len(people))].placement
             person_height = friend.pixels_per_unit * rng.uniform(0.85, 1.15)
             hip_x = friend.hip_x + rng.normal(0, 0.22) * person_height
             hip_y = friend.hip_y + rng.normal(0, 0.04) * person_height
@@ -86,13 +87,14 @@ def sample_layers(
         body = body.transformed(camera_rotation(yaw, np.radians(rng.uniform(-12, 12)), roll))
         placement = Placement(pixels_per_unit=person_height, hip_x=hip_x, hip_y=hip_y)
         depth = np.log(person_height) + rng.normal(0, 0.15)
-        layers.append(SceneLayer(depth, painter=PersonPainter(body, placement, sample_appearance(rng))))
-    people = list(layers)
+        people.append(PersonPainter(body, placement, sample_appearance(rng)))
+        layers.append(SceneLayer(depth, painter=people[-1]))
+    person_layers = list(layers)
     for _ in range(int(rng.choice(style.occluder_counts, p=style.occluder_weights))):
-        target = people[rng.integers(len(people))].painter
+        target = people[rng.integers(len(people))]
         joint = target.keypoints_px[rng.integers(17)] if rng.random() < 0.75 else None
         size = target.scale * rng.uniform(0.15, 0.5)
-        depth = rng.normal(max(l.depth for l in people), 0.5)
+        depth = rng.normal(max(layer.depth for layer in person_layers), 0.5)
         layers.append(SceneLayer(depth, occluder=sample_occluder(rng, height, width, joint, size, depth)))
     return layers
 
@@ -115,9 +117,11 @@ def render_layers(
         if layer.occluder is not None:
             draw_occluder(image, labels, layer.occluder)
             continue
-        slot = slot_of[id(layer.painter)]
-        layer.painter.paint(image, labels, slot, rng)
-        amodal_boxes[slot] = _owned_box(labels, layer.painter, slot)
+        painter = layer.painter
+        assert painter is not None  # a layer holds a person or an occluder
+        slot = slot_of[id(painter)]
+        painter.paint(image, labels, slot, rng)
+        amodal_boxes[slot] = _owned_box(labels, painter, slot)
     visible_area = np.bincount((labels // PARTS_PER_PERSON).ravel(), minlength=len(painters) + 1)
     people = [
         _label_person(painter, slot, labels, amodal_boxes[slot], int(visible_area[slot + 1]))
@@ -190,9 +194,9 @@ def _label_person(
 
 def finish_photo(rng: np.random.Generator, image: NDArray[np.uint8]) -> NDArray[np.uint8]:
     """Camera effects over the whole frame: slight blur, exposure and sensor noise."""
-    out = image.astype(np.float32)
+    out: NDArray[np.float32] = image.astype(np.float32)
     if rng.random() < 0.5:
-        out = cv2.GaussianBlur(out, (0, 0), rng.uniform(0.4, 1.0))
+        out = np.asarray(cv2.GaussianBlur(out, (0, 0), rng.uniform(0.4, 1.0)), dtype=np.float32)
     out = out * rng.uniform(0.75, 1.2) + rng.uniform(-20, 20)
     out += rng.standard_normal(out.shape, dtype=np.float32) * np.float32(rng.uniform(1.0, 7.0))
     return np.clip(out, 0, 255).astype(np.uint8)

@@ -10,9 +10,6 @@ with nothing in front of them. The CPU demo uses `easy`; the ssl_gain benchmark 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
-
-StyleName = Literal["standard", "easy"]
 
 
 @dataclass(frozen=True)

@@ -80,7 +80,9 @@ def _set_image(node: Any, image: dict[str, str]) -> None:
         for key, value in node.items():
             if key == "image" and isinstance(value, str) and _image_name(value) == image["name"]:
                 name = image.get("newName", image["name"])
-                node[key] = f"{name}@{image['digest']}" if "digest" in image else f"{name}:{image.get('newTag', 'latest')}"
+                node[key] = (
+                    f"{name}@{image['digest']}" if "digest" in image else f"{name}:{image.get('newTag', 'latest')}"
+                )
             else:
                 _set_image(value, image)
     elif isinstance(node, list):

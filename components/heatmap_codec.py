@@ -1,10 +1,20 @@
-"""Heatmaps -> keypoint coordinates in heatmap pixels, and the horizontal flip of heatmaps.
+"""The heatmap codec: keypoints -> Gaussian heatmap targets, and heatmaps -> keypoints.
 
-Coordinates follow `components.data.geometry`: integer values are pixel centres, so a peak at
-heatmap pixel `u` means coordinate `u`. Both decoders work on whole batches at once.
+One module for both directions (MMPose keeps its codecs the same way), used by the datasets and the
+device-side views (encode), and by the objective's pseudo-labels and by evaluation (decode).
+Coordinates follow `components.data.geometry`: integer values are pixel centres, and heatmap pixel
+`u` is centred on input coordinate `(u + 0.5) * stride - 0.5`.
 
+Encode. The Gaussian is centred on the exact (unrounded) heatmap coordinate, so a decoder with
+sub-pixel refinement can recover the label without the quantisation bias of integer-centred targets.
+It is separable, so each heatmap is an outer product of a row and a column profile: no loop over
+pixels or keypoints. `gaussian_heatmaps` encodes one person in numpy (loader workers),
+`gaussian_targets` a batch in torch on any device (the same numbers).
+
+Decode, on whole batches:
+- `heatmap_peaks`: the integer argmax and its value (pseudo-label positions and confidences);
 - `argmax`: the integer peak, nudged a quarter pixel toward the higher neighbour (SimpleBaseline):
-  halves the expected quantisation error at no cost.
+  halves the expected quantisation error at no cost;
 - `dark`: Distribution-Aware coordinate Representation (Zhang et al., CVPR 2020): smooth the map
   with a Gaussian, take the log (a Gaussian's log is a quadratic) and step to the quadratic's
   maximum with a second-order Taylor expansion around the peak. Sub-pixel exact on Gaussian blobs.
@@ -12,29 +22,92 @@ heatmap pixel `u` means coordinate `u`. Both decoders work on whole batches at o
 
 from __future__ import annotations
 
-from typing import Literal, TypeVar
+from typing import Any, Literal, overload
 
 import numpy as np
 import torch
+from numpy.typing import NDArray
 
+from components.data.geometry import input_to_heatmap
 from components.keypoints import FLIP_INDEX
 
-ArrayOrTensor = TypeVar("ArrayOrTensor", np.ndarray, torch.Tensor)
 DecodeMethod = Literal["argmax", "dark"]
 
 _LOG_FLOOR = 1e-10
 
 
+def gaussian_heatmaps(
+    keypoints: NDArray[np.floating],
+    heatmap_size: tuple[int, int],
+    stride: int,
+    sigma: float,
+) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Heatmaps [K, h, w] and weights [K] for keypoints [K, 3] (x, y in input px, visibility).
+
+    A keypoint gets weight 0 and an all-zero heatmap when it is unlabeled (visibility 0) or when
+    its position falls outside the heatmap (outside the input crop), since the network cannot be
+    asked to point at it. `sigma` is in heatmap pixels.
+    """
+    height, width = heatmap_size
+    points = np.asarray(keypoints, dtype=np.float64)
+    centres = input_to_heatmap(points[:, :2], stride)
+    inside = np.all((centres >= -0.5) & (centres < np.array([width, height]) - 0.5), axis=1)
+    weights = ((points[:, 2] > 0) & inside).astype(np.float32)
+    scale = -0.5 / (sigma * sigma)
+    columns = np.exp(scale * (np.arange(width)[None, :] - centres[:, 0:1]) ** 2)
+    rows = np.exp(scale * (np.arange(height)[None, :] - centres[:, 1:2]) ** 2)
+    heatmaps = (rows[:, :, None] * columns[:, None, :]).astype(np.float32)
+    heatmaps *= weights[:, None, None]
+    return heatmaps, weights
+
+
+def gaussian_targets(
+    keypoints: torch.Tensor, heatmap_size: tuple[int, int], stride: int, sigma: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Heatmaps [B, K, h, w] float32 and weights [B, K] for keypoints [B, K, 3] (x, y in input px, visibility).
+
+    The batched twin of `gaussian_heatmaps`: an unrounded, separable Gaussian (sigma in heatmap
+    px); weight 0 and an all-zero map for an unlabeled keypoint or one outside the heatmap. Positions
+    and profiles are computed in float64 (tiny: [B, K, h + w]) so the result matches the numpy path.
+    """
+    height, width = heatmap_size
+    device = keypoints.device
+    points = keypoints.to(torch.float64)
+    centres = (points[..., :2] + 0.5) / stride - 0.5  # geometry.input_to_heatmap
+    limits = torch.tensor([width, height], dtype=torch.float64, device=device) - 0.5
+    inside = ((centres >= -0.5) & (centres < limits)).all(dim=-1)
+    weights = ((points[..., 2] > 0) & inside).to(torch.float32)
+    scale = -0.5 / (sigma * sigma)
+    xs = torch.arange(width, dtype=torch.float64, device=device)
+    ys = torch.arange(height, dtype=torch.float64, device=device)
+    columns = torch.exp(scale * (xs - centres[..., 0:1]) ** 2)  # [B, K, w]
+    rows = torch.exp(scale * (ys - centres[..., 1:2]) ** 2) * weights[..., None].to(torch.float64)  # [B, K, h]
+    heatmaps = (rows[..., :, None] * columns[..., None, :]).to(torch.float32)
+    return heatmaps, weights
+
+
+@overload
 def decode_heatmaps(
-    heatmaps: ArrayOrTensor, method: DecodeMethod = "argmax", blur_sigma: float = 2.0
-) -> tuple[ArrayOrTensor, ArrayOrTensor]:
+    heatmaps: NDArray[Any], method: DecodeMethod = ..., blur_sigma: float = ...
+) -> tuple[NDArray[Any], NDArray[Any]]: ...
+
+
+@overload
+def decode_heatmaps(
+    heatmaps: torch.Tensor, method: DecodeMethod = ..., blur_sigma: float = ...
+) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+def decode_heatmaps(
+    heatmaps: NDArray[Any] | torch.Tensor, method: DecodeMethod = "argmax", blur_sigma: float = 2.0
+) -> tuple[NDArray[Any], NDArray[Any]] | tuple[torch.Tensor, torch.Tensor]:
     """Peak coordinates `[B,K,2]` (x, y in heatmap pixels) and peak values `[B,K]` of `[B,K,h,w]` maps.
 
     Returns the same kind (numpy or torch) as given. `blur_sigma` is DARK's smoothing, in heatmap
     pixels (the target sigma is the usual choice); it is unused by `argmax`.
     """
     as_numpy = isinstance(heatmaps, np.ndarray)
-    maps = torch.from_numpy(heatmaps) if as_numpy else heatmaps
+    maps = torch.from_numpy(heatmaps) if isinstance(heatmaps, np.ndarray) else heatmaps
     if maps.ndim != 4:
         raise ValueError(f"heatmaps must be [B,K,h,w], got shape {tuple(maps.shape)}")
     maps = maps.detach().float()
@@ -61,6 +134,17 @@ def flip_heatmaps(heatmaps: torch.Tensor) -> torch.Tensor:
     if heatmaps.shape[-3] != len(FLIP_INDEX):
         raise ValueError(f"flip needs {len(FLIP_INDEX)} COCO keypoint channels, got {heatmaps.shape[-3]}")
     return heatmaps.flip(-1).index_select(-3, index)
+
+
+def heatmap_peaks(heatmaps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Argmax of each map: coords [B,K,2] as (x, y) heatmap pixels (in the maps' dtype) and peak values [B,K]."""
+    cols, rows, maxvals = _integer_peaks(heatmaps)
+    return torch.stack([cols, rows], dim=-1).to(heatmaps.dtype), maxvals
+
+
+def heatmap_to_input_tensor(coords: torch.Tensor, stride: int) -> torch.Tensor:
+    """Heatmap-pixel coordinates -> input pixels (`geometry.heatmap_to_input`, on tensors)."""
+    return (coords + 0.5) * stride - 0.5
 
 
 def _integer_peaks(maps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -1,4 +1,4 @@
-"""Where training metrics go: a small protocol that MLflow, files and the console all satisfy."""
+"""Where training metrics go: a small protocol that MLflow (registry/run_logging.py) and tests satisfy."""
 
 from __future__ import annotations
 

@@ -1,0 +1,221 @@
+"""What a training run is at a step, and how it is captured in and restored from a checkpoint.
+
+`TrainingState` holds the student, the EMA teacher, the reviewer, optimiser, schedule, the
+Keypoint-Mix generator and the history rows. `CheckpointStore` finds where a run resumes, refuses a
+checkpoint of another experiment, and writes a checkpoint of the state plus every RNG of every rank
+and the data streams' positions. Resume is exact: what a step draws is either a pure function of
+(seed, step) or one of these saved RNGs.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, cast
+
+import numpy as np
+import torch
+from numpy.typing import NDArray
+from torch import nn
+
+from components.config import ExperimentConfig
+from components.engine import checkpoint as ckpt
+from components.engine.distributed import (
+    DistributedContext,
+    assert_ranks_agree,
+    barrier,
+    broadcast_value,
+    gather_values,
+    unwrap,
+)
+from components.engine.ema import EMATeacher
+from components.engine.reviewer import Reviewer
+from components.engine.schedule import build_optimizer, build_scheduler
+from components.engine.streams import BatchStreams
+from components.method import MethodSpec
+from components.models import build_model
+from components.storage.s3 import is_s3_uri, patient_s3_client
+
+HistoryRow = dict[str, float]
+LegacyNumpyState = tuple[str, NDArray[np.uint32], int, int, float]
+
+RESUME_MUST_MATCH = (
+    ("model",),
+    ("input",),
+    ("train", "method"),
+    ("train", "seed"),
+    ("train", "batch_size"),
+    ("train", "unlabeled_batch_size"),
+    ("train", "reviewer", "enabled"),
+    ("train", "reviewer", "mode"),
+    ("train", "mfl", "enabled"),
+    ("train", "mfl", "in_baselines"),
+)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def capture_rng(generator: torch.Generator) -> dict[str, Any]:
+    """Every RNG this process draws from, as tensors and plain values (loadable with weights_only)."""
+    kind, keys, pos, has_gauss, cached = cast(LegacyNumpyState, np.random.get_state(legacy=True))
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
+        "python": random.getstate(),
+        "keypoint_mix": generator.get_state(),
+    }
+
+
+def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(state["torch"])
+    if torch.cuda.is_available():
+        for index, cuda_state in enumerate(state["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    random.setstate(state["python"])
+    generator.set_state(state["keypoint_mix"])
+
+
+def check_resumable(saved: dict[str, Any], cfg: ExperimentConfig, uri: str) -> None:
+    """Refuse to continue a checkpoint made by a different experiment (another net, method, seed or batch).
+
+    Budget fields such as `train.iterations` may change: that is how a finished run is extended.
+    """
+    current = cfg.model_dump(mode="json")
+    differences = []
+    for path in RESUME_MUST_MATCH:
+        old: Any = saved
+        new: Any = current
+        for key in path:
+            old, new = (old or {}).get(key), (new or {}).get(key)
+        if old != new:
+            differences.append(f"{'.'.join(path)}: checkpoint {old!r}, config {new!r}")
+    if differences:
+        raise ckpt.ResumeError(
+            f"{uri}: cannot resume, the checkpoint belongs to another experiment ({'; '.join(differences)}); "
+            "point train.checkpoint.dir elsewhere for a new run"
+        )
+
+
+class TrainingState:
+    """Student, teacher, reviewer, optimiser, schedule, Keypoint-Mix generator and history: what a checkpoint holds."""
+
+    def __init__(self, cfg: ExperimentConfig, spec: MethodSpec, ctx: DistributedContext) -> None:
+        tcfg = cfg.train
+        self.ctx = ctx
+        memory_format = torch.channels_last if tcfg.channels_last else torch.contiguous_format
+        self.student: nn.Module = build_model(cfg).to(ctx.device).to(memory_format=memory_format)
+        self.teacher = EMATeacher(self.student, tcfg.ema.momentum, tcfg.ema.warmup_iters) if spec.has_teacher else None
+        self.reviewer = (
+            Reviewer(tcfg.reviewer, template=self.teacher.module)
+            if spec.has_reviewer and self.teacher is not None
+            else None
+        )
+        self.optimizer = build_optimizer(list(self.student.parameters()), tcfg)
+        self.scheduler = build_scheduler(self.optimizer, tcfg)
+        # per rank: each rank mixes the keypoints of its own slice of the batch
+        self.mix_generator = torch.Generator().manual_seed(tcfg.seed * 1000 + ctx.rank)
+        self.step = 0
+        self.history: list[HistoryRow] = []
+
+    @property
+    def lr(self) -> float:
+        return float(self.scheduler.get_last_lr()[0])
+
+    def replicas(self) -> dict[str, nn.Module | None]:
+        snapshots = {f"reviewer{i}": s.model for i, s in enumerate(self.reviewer.snapshots)} if self.reviewer else {}
+        return {"student": self.student, "teacher": self.teacher.module if self.teacher else None, **snapshots}
+
+    def state_dict(self, rng_per_rank: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "student": unwrap(self.student).state_dict(),
+            "teacher": self.teacher.state_dict() if self.teacher is not None else None,
+            "reviewer": self.reviewer.state_dict() if self.reviewer is not None else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": {"per_rank": rng_per_rank},
+        }
+
+    def load_state_dict(self, state: dict[str, Any], uri: str) -> None:
+        """Weights, optimiser and schedule, then this rank's RNGs as they were at the save (so: last)."""
+        per_rank = state["rng"]["per_rank"]
+        if len(per_rank) != self.ctx.world_size:
+            raise ckpt.ResumeError(f"{uri}: saved by {len(per_rank)} ranks, resumed with {self.ctx.world_size}")
+        self.student.load_state_dict(state["student"])
+        if self.teacher is not None and state.get("teacher") is not None:
+            self.teacher.load_state_dict(state["teacher"])
+        if self.reviewer is not None and state.get("reviewer") is not None:
+            self.reviewer.load_state_dict(state["reviewer"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        restore_rng(per_rank[self.ctx.rank], self.mix_generator)
+
+
+@dataclass
+class ResumePoint:
+    uri: str
+    state: dict[str, Any]
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+    @property
+    def history(self) -> list[HistoryRow]:
+        return list(self.state.get("history", []))
+
+
+class CheckpointStore:
+    """`train.checkpoint.dir` (a directory or s3:// prefix) of one run: where it resumes and where it saves."""
+
+    def __init__(self, cfg: ExperimentConfig) -> None:
+        self.cfg = cfg
+        self.location = cfg.train.checkpoint.dir
+        storage = cfg.storage  # S3 calls wait out outages up to the deadline; the state waits in memory
+        self.client = (
+            patient_s3_client(storage.endpoint_url, storage.region, storage.retry_deadline_s)
+            if is_s3_uri(self.location)
+            else None
+        )
+
+    def resume_point(self) -> ResumePoint | None:
+        """The latest checkpoint of this experiment, None for a fresh run; refuses to mix runs."""
+        policy = self.cfg.train.checkpoint
+        if not policy.resume:
+            if ckpt.list_checkpoints(self.location, self.client):
+                raise ckpt.ResumeError(
+                    f"{self.location}: holds checkpoints of an earlier run and train.checkpoint.resume is false; "
+                    "delete them or point train.checkpoint.dir elsewhere (a fresh run would mix with them)"
+                )
+            return None
+        uri = ckpt.latest_checkpoint(self.location, self.client)
+        if uri is None:
+            return None
+        state = ckpt.load_checkpoint(uri, self.client)
+        check_resumable(state.get("config", {}), self.cfg, uri)
+        return ResumePoint(uri, state)
+
+    def save(self, state: TrainingState, streams: BatchStreams) -> str:
+        """Checkpoint `state` at `state.step` (a collective: every rank calls it); returns the URI on every rank."""
+        ctx = state.ctx
+        assert_ranks_agree(state.replicas(), ctx)
+        rng_per_rank = gather_values(capture_rng(state.mix_generator), ctx)
+        uri = ""
+        if ctx.is_main:
+            state_out = {
+                "config": self.cfg.model_dump(mode="json"),
+                "step": state.step,
+                **state.state_dict(rng_per_rank),
+                "data_position": streams.positions(state.step),
+                "history": state.history,
+            }
+            uri = ckpt.save_checkpoint(state_out, self.location, state.step, self.client)
+            ckpt.prune_checkpoints(self.location, self.cfg.train.checkpoint.keep_last, self.client)
+        barrier(ctx)
+        return str(broadcast_value(uri, ctx))

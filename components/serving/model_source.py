@@ -1,0 +1,114 @@
+"""Where a predictor comes from: a checkpoint, or a registry URI (`models:/NAME@ALIAS`, `models:/NAME/VERSION`).
+
+A registered version holds the student (inside its MLflow model) and, since registration exports it,
+its `model.onnx` (a run artifact named by the version's `serving.onnx` tag). `onnx_runtime` runs
+either source in ONNX Runtime, on the version's export (exported on the spot when there is none,
+or when flip test is asked for: the registered export is the plain one).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from components.config import ExperimentConfig
+from components.serving.runtime import OnnxRuntime
+
+MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
+
+
+class ModelSourceError(LookupError):
+    """The model named does not exist (or is not a trs-pose model); the message names it and where it was looked up."""
+
+
+@dataclass(frozen=True)
+class RegisteredModel:
+    uri: str
+    name: str
+    version: str
+    tracking_uri: str
+    model_uri: str  # the version's MLflow model
+    onnx_uri: str | None  # artifact URI of its model.onnx, when it has one
+
+
+def find_registered(uri: str, tracking_uri: str) -> RegisteredModel:
+    """The version `uri` names in the registry at `tracking_uri`."""
+    from mlflow.exceptions import MlflowException
+
+    from components.registry.lifecycle import TAG_ONNX
+    from components.registry.mlflow_client import registry_client
+
+    match = MODEL_URI.match(uri)
+    if match is None:
+        raise ModelSourceError(f"{uri}: not a registry URI; expected models:/NAME@ALIAS or models:/NAME/VERSION")
+    client = registry_client(tracking_uri)  # an unreachable server fails in seconds, named
+    name = match["name"]
+    try:
+        if match["alias"]:
+            version = client.get_model_version_by_alias(name, match["alias"])
+        else:
+            version = client.get_model_version(name, match["version"])
+    except MlflowException as exc:
+        raise ModelSourceError(f"{uri}: no such model version in the registry at {tracking_uri}") from exc
+    return RegisteredModel(
+        uri=uri,
+        name=name,
+        version=str(version.version),
+        tracking_uri=tracking_uri,
+        model_uri=f"models:/{name}/{version.version}",
+        onnx_uri=(version.tags or {}).get(TAG_ONNX),
+    )
+
+
+def download_student(found: RegisteredModel, destination: str | Path) -> Path:
+    """The version's student checkpoint file (the `student` artifact of its MLflow model)."""
+    import mlflow.artifacts
+
+    from components.serving.pyfunc import STUDENT_ARTIFACT
+
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=found.model_uri, dst_path=str(destination), tracking_uri=found.tracking_uri
+    )
+    matches = sorted(Path(local).glob(f"artifacts/{STUDENT_ARTIFACT}*"))
+    if not matches:
+        raise ModelSourceError(f"{found.uri}: version {found.version} carries no student; not a trs-pose predictor")
+    return matches[0]
+
+
+def download_onnx(found: RegisteredModel, destination: str | Path) -> Path | None:
+    """The version's model.onnx, or None for versions registered without one."""
+    import mlflow.artifacts
+
+    if not found.onnx_uri:
+        return None
+    return Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=found.onnx_uri, dst_path=str(destination), tracking_uri=found.tracking_uri
+        )
+    )
+
+
+def load_registered(
+    uri: str, tracking_uri: str, scratch: str | Path
+) -> tuple[nn.Module, ExperimentConfig, Path | None]:
+    """(student, config, model.onnx or None) of a registered version, downloaded under `scratch`."""
+    from components.engine.checkpoint import load_student
+
+    found = find_registered(uri, tracking_uri)
+    network, cfg = load_student(download_student(found, Path(scratch) / "model"))
+    return network, cfg, download_onnx(found, Path(scratch) / "onnx")
+
+
+def onnx_runtime(
+    network: nn.Module, cfg: ExperimentConfig, flip_test: bool, onnx_path: Path | None, scratch: str | Path
+) -> OnnxRuntime:
+    """The predictor of `network` in ONNX Runtime: the registered `onnx_path` when it fits (it is
+    exported without flip test), else a fresh export into `scratch`."""
+    if onnx_path is None or flip_test:
+        from components.serving.onnx_export import ONNX_FILE, ONNX_FLIP_FILE, export_onnx
+
+        onnx_path = export_onnx(network, cfg, Path(scratch) / (ONNX_FLIP_FILE if flip_test else ONNX_FILE), flip_test)
+    return OnnxRuntime(onnx_path)
