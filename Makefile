@@ -12,6 +12,9 @@ export ZENML_ANALYTICS_OPT_IN := false
 export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_TELEMETRY := false
 PYTEST_ARGS ?=
+# Two workers, whole modules each (tests/conftest.py puts the server-fault modules first): most of the
+# suite waits on servers, so two workers on two cores halve the wall time. PYTEST_WORKERS=0 runs in one process.
+PYTEST_WORKERS ?= 2
 
 .PHONY: venv tools lint test demo services-down clean
 
@@ -33,7 +36,7 @@ $(TOOLS_STAMP): requirements-tools.txt
 	touch $(TOOLS_STAMP)
 
 test: $(STAMP) $(TOOLS_STAMP) lint
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # ruff (lint and format check) and mypy over what pyproject.toml names; both run before the tests.
 lint: $(STAMP)

@@ -229,6 +229,9 @@ class RegistryConfig(Section):
     lease_timeout_s: float = Field(120.0, gt=0.0)  # a promotion or rollback waits this long for the registry lease
     lease_ttl_s: float = Field(60.0, ge=5.0)  # a crashed holder's lease expires this long after its last renewal
     retry_deadline_s: float = Field(180.0, gt=0.0)  # MLflow logging and registration retry this long, then fail
+    # Log model.onnx beside each version (10-20 s of export a registration). Without it `--runtime onnx`
+    # exports at load time; false also suits a backbone that the exporter cannot trace.
+    onnx: bool = True
 
 
 class KubernetesConfig(Section):

@@ -51,3 +51,15 @@ def free_port() -> int:
 
 
 pytest_plugins = ["tests.service_fixtures", "tests.serving_fixtures"]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Modules marked slow as a whole (they start, stop and restart servers) run first. `make test`
+    hands whole modules to two workers in this order, so their minutes of waiting on servers overlap
+    the quick modules instead of coming last. The sort is stable: a module's tests stay together."""
+
+    def whole_module_is_slow(item: pytest.Item) -> bool:
+        module = item.getparent(pytest.Module)
+        return module is not None and any(mark.name == "slow" for mark in module.own_markers)
+
+    items.sort(key=lambda item: not whole_module_is_slow(item))

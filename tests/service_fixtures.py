@@ -35,6 +35,7 @@ from components.services.process import ServiceError
 from components.services.seaweedfs import S3Credentials, S3Endpoint, SeaweedFSServer
 from components.services.zenml_server import ZenMLEndpoint, ZenMLServer
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 TEST_ACCESS_KEY = "TRSPOSETESTKEY"
 TEST_SECRET_KEY = "trs-pose-test-secret-not-for-production"
 TEST_BUCKET = "trs-pose"  # the config default (storage.bucket), so configs need no override
@@ -131,12 +132,18 @@ def zenml_server(s3_server: S3Endpoint, tmp_path_factory: pytest.TempPathFactory
 @pytest.fixture(scope="module")
 def zenml_home(tmp_path_factory: pytest.TempPathFactory, zenml_server: ZenMLEndpoint) -> Iterator[Path]:
     """This process's ZenML client (and its children's): its own config folder, connected to the session's
-    ZenML server; the variables are restored when the module is done."""
+    ZenML server; the variables are restored when the module is done. Step and flavor sources resolve
+    against the repository root: ZenML would infer it from the main module, which a pytest-xdist worker
+    runs without a file."""
+    from zenml.utils import source_utils
+
     home = tmp_path_factory.mktemp("zenml")
     variables = {"ZENML_CONFIG_PATH": str(home), **zenml_server.environment()}
     saved = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)
+    source_utils.set_custom_source_root(str(REPO_ROOT))
     yield home
+    source_utils.set_custom_source_root(None)
     for name, value in saved.items():
         if value is None:
             os.environ.pop(name, None)

@@ -120,6 +120,7 @@ def overrides(root: Path, work: Path, services: Services, model: str, extra: lis
         f"registry.experiment={model}",
         f"registry.model_name={model}",
         "registry.retry_deadline_s=8",
+        "registry.onnx=false",  # the export is not what these tests are about, and costs seconds a registration
         f"storage.endpoint_url={services.endpoint.endpoint_url}",
         f"storage.bucket={TEST_BUCKET}",
         "storage.retry_deadline_s=8",

@@ -148,7 +148,11 @@ def test_pipeline_registers_promotes_and_guards_champion(
         assert not any("secret" in key.lower() for key in run.data.params)
 
         worse = tiny_config(
-            synthetic_root, tmp_path, mlflow_server, model_name, ["train.iterations=1", "train.lr=1.0e-9"]
+            synthetic_root,
+            tmp_path,
+            mlflow_server,
+            model_name,
+            ["train.iterations=1", "train.lr=1.0e-9", "registry.onnx=false"],
         )
         second = run_training_pipeline(worse, run_name=unique_name("worse"))
         assert second.outputs["metrics"].metrics["AP"] <= metrics["AP"]

@@ -52,7 +52,8 @@ class TinyPoseNet(nn.Module):
         return TinyOutput(self.head(images), [])
 
 
-def tiny_config(model_name: str):
+def tiny_config(model_name: str, onnx: bool = False):
+    """Registrations here skip the ONNX export (seconds each) unless a test checks it."""
     return load_config(
         None,
         [
@@ -60,6 +61,7 @@ def tiny_config(model_name: str):
             f"registry.experiment={model_name}",
             "registry.promotion_margin=0.01",
             "input.image_size=[32, 24]",
+            f"registry.onnx={str(onnx).lower()}",
         ],
     )
 
@@ -88,7 +90,7 @@ def test_register_creates_challenger_with_tags_and_artifacts_in_bucket(mlflow_se
     from components.reporting.metric_comparison import METRICS, metric_comparison_figure
 
     name = unique_name("reg")
-    cfg = tiny_config(name)
+    cfg = tiny_config(name, onnx=True)
     manifest = tmp_path / "manifest.json"
     manifest.write_text('{"labeled": [1, 2]}')
     results = tmp_path / "val_results.json"
@@ -329,6 +331,11 @@ def test_models_cli_lists_promotes_and_rolls_back(mlflow_server):
     assert listing.exit_code == 0, listing.output
     champion_line = next(line for line in listing.output.splitlines() if "champion" in line and "0.5000" in line)
     assert champion_line.split()[1] == versions[2]
+    # registered with registry.onnx=false: no model.onnx, no tag, and the ONNX column says so
+    client = mlflow_server.client()
+    assert TAG_ONNX not in client.get_model_version(name, versions[2]).tags
+    assert client.list_artifacts(client.get_model_version(name, versions[2]).run_id, ONNX_ARTIFACT_DIR) == []
+    assert "yes" not in listing.output
 
     back = runner.invoke(cli, ["models", "rollback", *common])
     assert back.exit_code == 0 and f"to version {versions[0]}" in back.output

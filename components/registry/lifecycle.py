@@ -163,7 +163,7 @@ def _create_version(
     metrics: Mapping[str, float],
     val_fingerprint: str,
     cfg: ExperimentConfig,
-    onnx_uri: str,
+    onnx_uri: str | None,
 ) -> str:
     from mlflow.exceptions import MlflowException
 
@@ -177,7 +177,7 @@ def _create_version(
         TAG_VAL_FINGERPRINT: val_fingerprint,
         TAG_METHOD: cfg.train.method,
         TAG_REGISTRATION: "pending",
-        TAG_ONNX: onnx_uri,
+        **({TAG_ONNX: onnx_uri} if onnx_uri else {}),
         **{f"eval.{key}": repr(float(value)) for key, value in metrics.items() if key != "AP"},
     }
     created = client.create_model_version(

@@ -21,14 +21,14 @@ ONNX_ARTIFACT_DIR = "student-onnx"  # run artifact folder of the version's model
 
 class LoggedStudent(NamedTuple):
     model_id: str  # a registered version points at `models:/<id>`
-    onnx_uri: str  # `runs:/<run>/student-onnx/model.onnx`
+    onnx_uri: str | None  # `runs:/<run>/student-onnx/model.onnx`; None with registry.onnx false
 
 
 def log_student(
     client: MlflowClientLike, run_id: str, student: nn.Module, cfg: ExperimentConfig, step: int = 0
 ) -> LoggedStudent:
-    """Log the predictor of `student` into `run_id` as MLflow model `student`, and its `model.onnx`
-    as a run artifact beside it."""
+    """Log the predictor of `student` into `run_id` as MLflow model `student`, and (unless
+    registry.onnx is false) its `model.onnx` as a run artifact beside it."""
     from mlflow.entities import LoggedModelOutput
 
     from components.serving.onnx_export import ONNX_FILE, export_onnx
@@ -43,6 +43,8 @@ def log_student(
     with _fluent_api_pointed_at(client.tracking_uri):
         log_pose_model(network, cfg, MODEL_ARTIFACT, model_id=model_id, step=step)
     client.log_outputs(run_id, models=[LoggedModelOutput(model_id, step=step)])
+    if not cfg.registry.onnx:
+        return LoggedStudent(model_id, None)
     with tempfile.TemporaryDirectory() as scratch:
         client.log_artifact(run_id, str(export_onnx(network, cfg, Path(scratch) / ONNX_FILE)), ONNX_ARTIFACT_DIR)
     return LoggedStudent(model_id, f"runs:/{run_id}/{ONNX_ARTIFACT_DIR}/{ONNX_FILE}")
