@@ -13,7 +13,7 @@ export GX_ANALYTICS_ENABLED := false
 export MLFLOW_ENABLE_TELEMETRY := false
 PYTEST_ARGS ?=
 # Two workers, whole modules each (tests/conftest.py puts the server-fault modules first), one torch
-# thread each: on 2 cores that took the suite from 21.0 to 14.1 min (2026-12-02). PYTEST_WORKERS=0: one process.
+# thread each: two each oversubscribe 2 cores (17.6 min, against 12.9-14.1; 2026-12-02). PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 2
 
 .PHONY: venv tools lint test demo services-down clean

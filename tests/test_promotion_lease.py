@@ -97,14 +97,16 @@ def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
 
 @pytest.mark.slow
 def test_eight_concurrent_promotions_leave_the_best_champion_and_a_whole_history(mlflow_server) -> None:
-    from components.registry.lifecycle import CHAMPION, MODEL_TAG_HISTORY, TAG_AP, TAG_DECISION
+    from components.registry.lifecycle import CHAMPION, MODEL_TAG_HISTORY, TAG_AP, TAG_DECISION, promote
 
     client, name = mlflow_server.client(), unique_name("race")
-    aps = random.Random(15).sample([0.145, 0.21, 0.33, 0.38, 0.47, 0.52, 0.61, 0.656], 8)
+    # a worst champion before the race, so that the best contender replaces someone whichever wins the lease first
+    aps = [0.05, *random.Random(15).sample([0.145, 0.21, 0.33, 0.38, 0.47, 0.52, 0.61, 0.656], 8)]
     versions = _versions(client, name, aps)
+    assert promote(client, name, versions[0], margin=0.0).promoted
     common = ["--set", f"registry.model_name={name}", "--tracking-uri", mlflow_server.tracking_uri]
     processes = [
-        _cli("models", "promote", version, *common, env=mlflow_server.s3.environment()) for version in versions
+        _cli("models", "promote", version, *common, env=mlflow_server.s3.environment()) for version in versions[1:]
     ]
     outputs = [process.communicate(timeout=300)[0] for process in processes]
     assert all(process.returncode in (0, 1) for process in processes), outputs
