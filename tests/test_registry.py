@@ -333,13 +333,14 @@ def test_models_cli_lists_promotes_and_rolls_back(mlflow_server):
     assert champion_line.split()[1] == versions[2]
     # registered with registry.onnx=false: no model.onnx, no tag, and the ONNX column says so
     client = mlflow_server.client()
-    assert TAG_ONNX not in client.get_model_version(name, versions[2]).tags
-    assert client.list_artifacts(client.get_model_version(name, versions[2]).run_id, ONNX_ARTIFACT_DIR) == []
+    champion = client.get_model_version(name, versions[2])
+    assert TAG_ONNX not in champion.tags
+    assert client.list_artifacts(champion.run_id, ONNX_ARTIFACT_DIR) == []
     assert "yes" not in listing.output
 
     back = runner.invoke(cli, ["models", "rollback", *common])
     assert back.exit_code == 0 and f"to version {versions[0]}" in back.output
-    assert current_champion(mlflow_server.client(), name).version == versions[0]
+    assert current_champion(client, name).version == versions[0]
     again = runner.invoke(cli, ["models", "rollback", *common])
     assert again.exit_code == 1 and "nothing to roll back" in again.output
 
