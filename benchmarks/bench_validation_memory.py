@@ -26,7 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from components.keypoints import PERSON_CATEGORY  # noqa: E402
+from components.keypoints import COCO_PERSON  # noqa: E402
 
 MEASURE = """
 import json, resource, sys, time
@@ -82,7 +82,7 @@ def write_file(path: Path, num_annotations: int, seed: int = 0) -> None:
                 "bbox": [round(x, 2), round(y, 2), round(w, 2), round(h, 2)], "category_id": 1, "id": a + 1,
             }  # fmt: skip
             out.write((",\n" if a else "") + json.dumps(record))
-        out.write('\n], "categories": [' + json.dumps(PERSON_CATEGORY) + "]}\n")
+        out.write('\n], "categories": [' + json.dumps(COCO_PERSON.coco_category()) + "]}\n")
 
 
 def main() -> None:

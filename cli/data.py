@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -175,14 +176,15 @@ def split(root: str | None, out_dir: str, config_path: str | None, overrides: tu
     Sizes come from data.num_labeled (or data.labeled_fraction) and data.holdout_labeled, e.g.
     --set data.num_labeled=1000 for the 1K protocol.
     """
-    from components.data.split import SplitError, coco_layout, make_split
+    from components.data.prepare import pool_input, prepare_dataset
+    from components.data.split import SplitError, make_split
 
     cfg = resolve_config(config_path, overrides)
-    root = root or cfg.data.root
-    train_ann, train_images = coco_layout(root, cfg.data.train_split)
-    val_ann, val_images = coco_layout(root, cfg.data.val_split)
+    data_cfg = cfg.data if root is None else cfg.data.model_copy(update={"root": root})
+    data = prepare_dataset(data_cfg, cfg.storage.endpoint_url)
+    pool = pool_input(data, data_cfg, Path(out_dir) / "unlabeled")
     try:
-        files = make_split(train_ann, train_images, val_ann, val_images, out_dir, cfg.data)
+        files = make_split(data.train_ann, data.train_images, data.val_ann, data.val_images, out_dir, data_cfg, pool)
     except SplitError as exc:
         raise click.ClickException(str(exc)) from exc
     manifest = json.loads(files.manifest.read_text())

@@ -200,15 +200,15 @@ def predict(
         source = "whole_image"
 
     from components.evaluation.drawing import draw_poses
-    from components.keypoints import KEYPOINT_NAMES
 
     with open_model(checkpoint, model_uri, tracking_uri) as opened:
         cfg = override_config(opened.cfg, overrides)
         keypoints, scores = _predict(opened, cfg, runtime, image, box_list, box_scores, flip_test, device, source)
+    keypoint_set = cfg.keypoints.keypoint_set()
     document = {
         "image": image_path,
         "box_source": source,
-        "keypoint_names": list(KEYPOINT_NAMES),
+        "keypoint_names": list(keypoint_set.names),
         "people": [
             {"bbox": box, "score": round(float(score), 4), "keypoints": person.round(2).tolist()}
             for box, score, person in zip(box_list, scores, keypoints, strict=True)
@@ -222,7 +222,7 @@ def predict(
     if out_image:
         import cv2
 
-        drawn = draw_poses(image, keypoints, threshold=threshold, boxes_xywh=box_list)
+        drawn = draw_poses(image, keypoints, threshold=threshold, boxes_xywh=box_list, keypoint_set=keypoint_set)
         Path(out_image).parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(out_image, cv2.cvtColor(drawn, cv2.COLOR_RGB2BGR)):
             raise click.ClickException(f"{out_image}: could not write the image (is the extension .png or .jpg?)")

@@ -52,28 +52,22 @@ def split_from_annotations(
 
 
 def split_from_data_root(cfg: Any, out_dir: str) -> Any:
-    """data.root (a directory or s3:// prefix in COCO layout, synthesised when configured) split here.
-
-    This is what a training pod runs: the config alone says where the data is.
+    """The configured data (data.root in COCO layout or explicit locations, synthesised when configured,
+    with any raw unlabeled images) split here. The config alone says where the data is.
     """
     from components.data.ingest import IngestError
-    from components.data.prepare import prepare_dataset
-    from components.data.split import coco_layout
+    from components.data.prepare import pool_input, prepare_dataset
+    from components.data.sources import DataSourceError
+    from components.data.split import SplitError, make_split
 
     try:
-        root = prepare_dataset(cfg.data, cfg.storage.endpoint_url)
-    except FileNotFoundError as exc:  # a config error: retrying the pod cannot make the path appear
-        raise UserError(
-            f"{exc} (a training pod sees only s3:// data roots and its image's files)",
-            cfg.backend.kubernetes.config_error_exit_code,
-        ) from exc
-    except (IngestError, ValueError) as exc:
-        raise click.ClickException(f"data.root={cfg.data.root}: {exc}") from exc
-    train_ann, train_images = coco_layout(root, cfg.data.train_split)
-    val_ann, val_images = coco_layout(root, cfg.data.val_split)
-    if not train_ann.is_file():
-        raise click.UsageError(f"{train_ann}: no training annotations under data.root={cfg.data.root}")
-    return split_from_annotations(str(train_ann), str(train_images), str(val_ann), str(val_images), out_dir, cfg)
+        data = prepare_dataset(cfg.data, cfg.storage.endpoint_url)
+        pool = pool_input(data, cfg.data, Path(out_dir) / "unlabeled")
+        return make_split(data.train_ann, data.train_images, data.val_ann, data.val_images, out_dir, cfg.data, pool)
+    except DataSourceError as exc:  # a config error: retrying cannot make the path appear
+        raise UserError(str(exc), cfg.backend.kubernetes.config_error_exit_code) from exc
+    except (IngestError, SplitError) as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def reject_split(message: str, exit_code: int) -> NoReturn:

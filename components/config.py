@@ -6,6 +6,7 @@ path of the offending field instead of silently training with a default.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
@@ -13,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.errors import TrsPoseError
+from components.keypoints import COCO_NAMES, COCO_SKELETON, KeypointSet, build_keypoint_set
 
 
 class Section(BaseModel):
@@ -20,7 +22,11 @@ class Section(BaseModel):
 
 
 class SyntheticDataConfig(Section):
-    """Procedurally drawn people, generated into `DataConfig.root` when it is empty."""
+    """Procedurally drawn people (COCO's 17 keypoints), drawn only into a folder trs-pose made for them.
+
+    `data.root` must not exist, be empty, or be a folder trs-pose drew earlier (it carries the mark
+    `components.data.sources.SYNTHETIC_MARK`); any other folder is a user's and is never written.
+    """
 
     num_train_images: int = Field(600, ge=1)
     num_val_images: int = Field(100, ge=1)
@@ -29,27 +35,155 @@ class SyntheticDataConfig(Section):
     style: Literal["standard", "easy"] = "standard"  # scene difficulty (components/data/synthetic/style.py)
 
 
-class DataConfig(Section):
-    """Where the COCO-format keypoint set lives and how it is split into labeled / unlabeled."""
+class UnlabeledDetectorConfig(Section):
+    """A torchvision detector that boxes the subjects of raw unlabeled images (`data.unlabeled.boxes: detector`)."""
 
-    root: str = "data/synthetic"  # local directory or s3://bucket/prefix with COCO's layout
+    weights: str | None = None  # a local state-dict file; nothing is downloaded
+    arch: str = "fasterrcnn_mobilenet_v3_large_fpn"  # any of components/serving/detector_archs.py
+    category: int = Field(1, ge=1)  # the detector's label of the subject: COCO 1 is a person, 18 a dog, ...
+    min_score: float = Field(0.5, ge=0.0, le=1.0)
+    batch_size: int = Field(8, ge=1)  # images per forward pass; progress is saved after every batch
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str) -> str:
+        from components.serving.detector_archs import DETECTOR_ARCHS
+
+        if value not in DETECTOR_ARCHS:
+            raise ValueError(f"unknown detector arch {value!r}; expected one of {', '.join(DETECTOR_ARCHS)}")
+        return value
+
+
+class UnlabeledConfig(Section):
+    """Raw unlabeled images and videos, beside (or instead of) the unlabeled part of the labeled COCO file.
+
+    They need no annotation file: each image (or sampled frame) gets its subject boxes from `boxes`:
+    `whole_image` (one subject filling the image: cropped animals, hands, single-person frames),
+    `detector` (the pipeline's detect step, `detector`), or a COCO detection-results JSON whose records
+    name the image by `file_name`, its path relative to the source folder (`frames/<video>/<frame>` for video).
+    """
+
+    images: tuple[str, ...] = ()  # folders or s3:// prefixes, searched recursively for .jpg, .jpeg and .png
+    videos: tuple[str, ...] = ()  # video files, local or s3://, sampled at `fps`
+    fps: float = Field(2.0, gt=0.0)
+    boxes: str = "whole_image"  # whole_image | detector | a COCO detection-results JSON
+    detector: UnlabeledDetectorConfig = Field(default_factory=UnlabeledDetectorConfig)
+    on_error: Literal["skip", "fail"] = "skip"  # a corrupt, tiny or duplicate image: skipped (and reported), or refused
+    min_side: int = Field(16, ge=1)  # pixels; smaller images are not worth a crop
+    max_side: int = Field(20_000, ge=1)
+
+    @model_validator(mode="after")
+    def _detector_has_weights(self) -> UnlabeledConfig:
+        if self.boxes == "detector" and not self.detector.weights:
+            raise ValueError("data.unlabeled.boxes=detector needs data.unlabeled.detector.weights (a local file)")
+        if self.min_side > self.max_side:
+            raise ValueError("data.unlabeled.min_side is above data.unlabeled.max_side")
+        return self
+
+    @property
+    def any(self) -> bool:
+        return bool(self.images or self.videos)
+
+
+class DataConfig(Section):
+    """Where the labeled COCO-format keypoint set lives, the raw unlabeled data, and how labels are split.
+
+    Short form: `root` in COCO's layout (annotations/person_keypoints_<split>.json and <split>/ for
+    `train_split` and `val_split`). Any of `train_ann`, `train_images`, `val_ann` and `val_images`
+    (local paths or s3:// URIs, any names) replaces its part of the short form; with all four, `root`
+    may be null. Every data source is read-only to trs-pose.
+    """
+
+    root: str | None = "data/synthetic"  # local directory or s3://bucket/prefix with COCO's layout
     train_split: str = "train"  # annotations/person_keypoints_<split>.json and images under <split>/
     val_split: str = "val"
-    synthetic: SyntheticDataConfig | None = Field(default_factory=SyntheticDataConfig)
+    train_ann: str | None = None
+    train_images: str | None = None
+    val_ann: str | None = None
+    val_images: str | None = None
+    synthetic: SyntheticDataConfig | None = Field(default_factory=SyntheticDataConfig)  # unused with explicit paths
+    unlabeled: UnlabeledConfig = Field(default_factory=UnlabeledConfig)
     cache_dir: str = ".cache/datasets"
     num_labeled: int | None = Field(None, ge=1)  # labeled images (the 1K/5K/10K protocol)
-    labeled_fraction: float | None = Field(0.05, gt=0.0, le=1.0)  # used when num_labeled is None
+    # used when num_labeled is None; a fraction that leaves too few for the holdout is clamped to what is left
+    labeled_fraction: float | None = Field(0.05, gt=0.0, le=1.0)
     holdout_labeled: int = Field(20, ge=0)  # labeled images held out to rank reviewer snapshots
-    unlabeled_boxes: str = "ground_truth"  # or a COCO detection-results JSON
+    unlabeled_boxes: str = (
+        "ground_truth"  # boxes of the labeled file's unlabeled images: or a COCO detection-results JSON
+    )
     unlabeled_min_score: float = Field(0.5, ge=0.0, le=1.0)  # detector boxes kept as unlabeled people
     split_seed: int = 0
     min_keypoints: int = Field(1, ge=0)  # people with fewer labeled keypoints are not trained on
 
     @model_validator(mode="after")
-    def _one_labeled_size(self) -> DataConfig:
+    def _consistent(self) -> DataConfig:
         if self.num_labeled is None and self.labeled_fraction is None:
             raise ValueError("set data.num_labeled or data.labeled_fraction")
+        explicit = {
+            "train_ann": self.train_ann,
+            "train_images": self.train_images,
+            "val_ann": self.val_ann,
+            "val_images": self.val_images,
+        }
+        if self.root is None and None in explicit.values():
+            missing = ", ".join(f"data.{name}" for name, value in explicit.items() if value is None)
+            raise ValueError(f"data.root is null, so {missing} must be set")
         return self
+
+    @property
+    def draws_synthetic(self) -> bool:
+        """Synthetic people are drawn only into data.root's layout, never beside explicit locations."""
+        explicit = (self.train_ann, self.train_images, self.val_ann, self.val_images)
+        return self.synthetic is not None and self.root is not None and not any(explicit)
+
+
+class KeypointsConfig(Section):
+    """The keypoint set. `names`, `skeleton`, `category` and `category_id` are read from the labeled
+    annotations' keypoint category when a run starts (None until then means COCO's 17 person keypoints);
+    the rest are yours to set. See components/keypoints.py for the defaults."""
+
+    names: tuple[str, ...] | None = None
+    skeleton: tuple[tuple[int, int], ...] | None = None  # 1-based limbs, as COCO files write them
+    category: str | None = None
+    category_id: int | None = None
+    sigmas: tuple[float, ...] | None = None  # OKS sigma per keypoint; default: COCO's by name, else 0.0669
+    flip_pairs: tuple[tuple[str, str], ...] | None = None  # default: from left/right names; [] for none
+    upper_body: tuple[str, ...] | None = None  # half-body augmentation's upper part; default: off (COCO: head and arms)
+
+    @model_validator(mode="after")
+    def _usable(self) -> KeypointsConfig:
+        if self.sigmas is not None and not all(s > 0 for s in self.sigmas):
+            raise ValueError(f"keypoints.sigmas must all be positive, got {list(self.sigmas)}")
+        if self.names is not None:
+            self.keypoint_set()  # names, skeleton, flip pairs and upper body must fit together
+        return self
+
+    def keypoint_set(self) -> KeypointSet:
+        """The set these fields describe (COCO's 17 person keypoints while `names` is unresolved)."""
+        return _keypoint_set(
+            self.names, self.skeleton, self.category, self.category_id, self.sigmas, self.flip_pairs, self.upper_body
+        )
+
+
+@lru_cache(maxsize=64)
+def _keypoint_set(
+    names: tuple[str, ...] | None,
+    skeleton: tuple[tuple[int, int], ...] | None,
+    category: str | None,
+    category_id: int | None,
+    sigmas: tuple[float, ...] | None,
+    flip_pairs: tuple[tuple[str, str], ...] | None,
+    upper_body: tuple[str, ...] | None,
+) -> KeypointSet:
+    return build_keypoint_set(
+        names if names is not None else COCO_NAMES,
+        skeleton if skeleton is not None else (COCO_SKELETON if names is None else ()),
+        sigmas=sigmas,
+        flip_pairs=flip_pairs,
+        upper_body=upper_body,
+        category=category or "person",
+        category_id=category_id if category_id is not None else 1,
+    )
 
 
 class InputConfig(Section):
@@ -271,6 +405,7 @@ class BackendConfig(Section):
 class ExperimentConfig(Section):
     name: str = "trs-pose"
     data: DataConfig = Field(default_factory=DataConfig)
+    keypoints: KeypointsConfig = Field(default_factory=KeypointsConfig)
     input: InputConfig = Field(default_factory=InputConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)

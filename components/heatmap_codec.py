@@ -29,7 +29,6 @@ import torch
 from numpy.typing import NDArray
 
 from components.data.geometry import input_to_heatmap
-from components.keypoints import FLIP_INDEX
 
 DecodeMethod = Literal["argmax", "dark"]
 
@@ -122,17 +121,17 @@ def decode_heatmaps(
     return coords, maxvals
 
 
-def flip_heatmaps(heatmaps: torch.Tensor) -> torch.Tensor:
+def flip_heatmaps(heatmaps: torch.Tensor, flip_index: NDArray[np.int64] | torch.Tensor) -> torch.Tensor:
     """Heatmaps predicted on a mirrored input, expressed for the unmirrored input.
 
     Mirroring an input `W = w * stride` pixels wide maps x to `W - 1 - x`; in heatmap pixels that is
     `u -> w - 1 - u`, exactly an array reversal. So, under our pixel-centre convention, no one-pixel
     shift is needed (the shift other code bases apply compensates a convention where it is not).
-    Left and right channels swap places.
+    Left and right channels swap places (`flip_index`: the keypoint set's permutation).
     """
-    index = torch.as_tensor(FLIP_INDEX, device=heatmaps.device)
-    if heatmaps.shape[-3] != len(FLIP_INDEX):
-        raise ValueError(f"flip needs {len(FLIP_INDEX)} COCO keypoint channels, got {heatmaps.shape[-3]}")
+    index = torch.as_tensor(flip_index, device=heatmaps.device)
+    if heatmaps.shape[-3] != len(index):
+        raise ValueError(f"flip needs {len(index)} keypoint channels (the set's), got {heatmaps.shape[-3]}")
     return heatmaps.flip(-1).index_select(-3, index)
 
 

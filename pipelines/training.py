@@ -1,9 +1,10 @@
-"""The training pipeline: ingest -> validate -> split -> train -> evaluate -> register -> promote."""
+"""The training pipeline: ingest -> validate -> boxes -> split -> train -> evaluate -> register -> promote."""
 
 from __future__ import annotations
 
 from zenml import pipeline
 
+from steps.detect import find_subject_boxes
 from steps.evaluate import evaluate_student
 from steps.ingest import ingest_data
 from steps.promote import promote_model
@@ -17,8 +18,9 @@ from steps.validate import validate_data
 def training(config: dict) -> None:
     """`config` is the resolved ExperimentConfig as JSON; every step validates it again."""
     dataset = ingest_data(config)
-    validation = validate_data(dataset)
-    split, _manifest = split_data(dataset, validation, config["data"])
+    validation = validate_data(dataset, config["keypoints"], config["data"])
+    boxes, _records = find_subject_boxes(dataset, validation, config["data"])
+    split, _manifest = split_data(dataset, validation, boxes, config["data"])
     trained = train_model(split, config)
     metrics = evaluate_student(trained, split, config)
     version = register_model(trained, metrics, split, config)

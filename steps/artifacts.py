@@ -7,12 +7,21 @@ from pathlib import Path
 from pydantic import BaseModel
 
 from components.data.split import SplitFiles
+from components.data.unlabeled_pool import UnlabeledPool
 
 
 class DatasetArtifact(BaseModel):
-    root: str  # local, content-addressed: the same path always means the same bytes
-    train_split: str
-    val_split: str
+    """Local, content-addressed copies: the same path always means the same bytes."""
+
+    train_ann: str
+    train_images: str
+    val_ann: str
+    val_images: str
+    fingerprints: dict[str, str]  # each labeled location's content fingerprint
+    pool: dict | None = None  # UnlabeledPool.as_dict(): raw unlabeled images and video frames
+
+    def unlabeled_pool(self) -> UnlabeledPool | None:
+        return UnlabeledPool.from_dict(self.pool) if self.pool is not None else None
 
 
 class ValidationArtifact(BaseModel):
@@ -21,6 +30,19 @@ class ValidationArtifact(BaseModel):
     violations: list[str]  # the first 200, formatted "file: record: [rule] message"
     stats: dict
     report_dir: str
+    keypoints: dict | None = None  # the labeled data's keypoint set (KeypointSet.as_dict())
+    unlabeled_checked: int = 0  # raw unlabeled images opened
+    unlabeled_usable: int = 0
+    unlabeled_skipped: list[str] = []  # the first 200 skipped, "file: record: [rule] message"
+    unlabeled_index: str | None = None  # the usable and skipped images in full (unlabeled_pool.check_pool)
+
+
+class BoxesArtifact(BaseModel):
+    """Subject boxes of the raw unlabeled images (none when the run has none)."""
+
+    box_source: str  # whole_image, detector, or the detections file
+    boxes_file: str | None  # JSON {"boxes": [...]}; the split manifest records its sha256
+    count: int
 
 
 class SplitArtifact(BaseModel):
@@ -31,10 +53,24 @@ class SplitArtifact(BaseModel):
     val_ann: str
     val_images: str
     manifest: str
-    dataset_root: str  # the ingested dataset the images live in (content-addressed)
+    pool_ann: str | None = None
+    pool_images: str | None = None
 
     def files(self) -> SplitFiles:
-        return SplitFiles(**{key: Path(value) for key, value in self.model_dump(exclude={"dataset_root"}).items()})
+        def path(value: str | None) -> Path | None:
+            return Path(value) if value is not None else None
+
+        return SplitFiles(
+            labeled_ann=Path(self.labeled_ann),
+            unlabeled_ann=Path(self.unlabeled_ann),
+            holdout_ann=Path(self.holdout_ann),
+            train_images=Path(self.train_images),
+            val_ann=Path(self.val_ann),
+            val_images=Path(self.val_images),
+            manifest=Path(self.manifest),
+            pool_ann=path(self.pool_ann),
+            pool_images=path(self.pool_images),
+        )
 
 
 class TrainingArtifact(BaseModel):

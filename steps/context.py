@@ -11,6 +11,11 @@ def experiment_config(config: dict) -> ExperimentConfig:
     return ExperimentConfig.model_validate(config)
 
 
+def with_trained_keypoints(cfg: ExperimentConfig, trained: ExperimentConfig) -> ExperimentConfig:
+    """The run's config with the keypoint set training read from the labels (the checkpoint's)."""
+    return cfg.model_copy(update={"keypoints": trained.keypoints})
+
+
 def run_name() -> str:
     """The ZenML run's name, or "local" when a step function is called outside a pipeline."""
     try:
@@ -19,6 +24,13 @@ def run_name() -> str:
         return get_step_context().pipeline_run.name
     except RuntimeError:
         return "local"
+
+
+def beside_entry(ingested: str | Path, kind: str, settings: str) -> Path:
+    """A folder for what a step derives from an ingested file (reports, splits), in the cache beside its
+    entry: `<cache>/<kind>/<entry>-<settings>`. The entry itself stays exactly what was ingested."""
+    entry = Path(ingested).parent
+    return entry.parent / kind / f"{entry.name}-{settings}"
 
 
 def run_dir(cfg: ExperimentConfig) -> Path:

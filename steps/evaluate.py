@@ -11,15 +11,15 @@ from components.data.split import sha256_file
 from components.engine.checkpoint import load_student
 from components.evaluation.evaluate import evaluate_model
 from steps.artifacts import MetricsArtifact, SplitArtifact, TrainingArtifact
-from steps.context import experiment_config, run_dir
+from steps.context import experiment_config, run_dir, with_trained_keypoints
 
 
 @step(enable_cache=False)
 def evaluate_student(
     training: TrainingArtifact, split: SplitArtifact, config: dict
 ) -> Annotated[MetricsArtifact, "metrics"]:
-    cfg = experiment_config(config)
-    model, _ = load_student(training.checkpoint_uri)
+    model, trained = load_student(training.checkpoint_uri)
+    cfg = with_trained_keypoints(experiment_config(config), trained)
     results_file = run_dir(cfg) / "val_results.json"
     device = "cuda" if torch.cuda.is_available() else "cpu"
     metrics = evaluate_model(model, split.val_ann, split.val_images, cfg, results_out=results_file, device=device)

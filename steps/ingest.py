@@ -1,4 +1,5 @@
-"""Step 1: bring the COCO-format data (local, s3:// or synthesised) into the local cache."""
+"""Step 1: bring the labeled COCO-format data (local, s3:// or synthesised) and the raw unlabeled images
+and videos into the local cache."""
 
 from __future__ import annotations
 
@@ -14,5 +15,12 @@ from steps.context import experiment_config
 @step(enable_cache=False)  # the source may change under the same name; ingest hashes its content
 def ingest_data(config: dict) -> Annotated[DatasetArtifact, "dataset"]:
     cfg = experiment_config(config)
-    root = prepare_dataset(cfg.data, endpoint_url=cfg.storage.endpoint_url)
-    return DatasetArtifact(root=str(root), train_split=cfg.data.train_split, val_split=cfg.data.val_split)
+    data = prepare_dataset(cfg.data, endpoint_url=cfg.storage.endpoint_url)
+    return DatasetArtifact(
+        train_ann=str(data.train_ann),
+        train_images=str(data.train_images),
+        val_ann=str(data.val_ann),
+        val_images=str(data.val_images),
+        fingerprints=data.fingerprints,
+        pool=data.pool.as_dict() if data.pool is not None else None,
+    )

@@ -15,14 +15,15 @@ from components.registry.outages import is_transient_mlflow_error, patient_regis
 from components.reporting.run_report import EvaluatedModel, draw_run_figures
 from components.storage.retry import with_retries
 from steps.artifacts import MetricsArtifact, SplitArtifact, TrainingArtifact, VersionArtifact
-from steps.context import experiment_config, run_dir
+from steps.context import experiment_config, run_dir, with_trained_keypoints
 
 
 @step(enable_cache=False)
 def register_model(
     training: TrainingArtifact, metrics: MetricsArtifact, split: SplitArtifact, config: dict
 ) -> Annotated[VersionArtifact, "model_version"]:
-    cfg = experiment_config(config)
+    student, trained = load_student(training.checkpoint_uri)
+    cfg = with_trained_keypoints(experiment_config(config), trained)
     tracking_uri = resolve_tracking_uri(cfg.registry)
     deadline_s = cfg.registry.retry_deadline_s
     client = patient_registry_client(tracking_uri, deadline_s)
@@ -43,7 +44,6 @@ def register_model(
         champion=against,
         margin=cfg.registry.promotion_margin,
     )
-    student, _ = load_student(training.checkpoint_uri)
     registered = with_retries(  # a retry first removes the pending version an interrupted attempt left
         lambda: register_student(
             student,

@@ -31,7 +31,7 @@ def train_model(split: SplitArtifact, config: dict) -> Annotated[TrainingArtifac
             from components.storage.s3 import s3_client
 
             s3 = s3_client(cfg.storage.endpoint_url, cfg.storage.region)
-            published = publish_split(split.files(), split.dataset_root, s3, cfg.storage.bucket)
+            published = publish_split(split.files(), s3, cfg.storage.bucket)
             launched = launch_training(cfg, run_id=name, split=published)
             checkpoint_uri, step = launched.checkpoint_uri, launched.step
             history = load_checkpoint(checkpoint_uri, s3).get("history") or [launched.metrics]  # the pod's full history

@@ -1,41 +1,82 @@
-"""Step 2: structural checks and the Great Expectations suite; a failure stops the run here."""
+"""Step 2: structural checks and the Great Expectations suite on the labeled files, one keypoint set
+across them, and every raw unlabeled image opened; a failure stops the run here."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import hashlib
+import json
 from typing import Annotated
 
 from zenml import save_artifact, step
 
-from components.data.split import coco_layout
-from components.data.validation import ValidationReport, validate_dataset
+from components.config import DataConfig, KeypointsConfig
+from components.data.unlabeled_pool import check_pool
+from components.data.validation import ValidationReport, Violation, validate_dataset
 from components.errors import TrsPoseError
 from steps.artifacts import DatasetArtifact, ValidationArtifact
+from steps.context import beside_entry
+
+SHOWN = 200
 
 
 class DataValidationError(TrsPoseError, RuntimeError):
     """The dataset broke validation rules; the report artifact lists every violation."""
 
 
-def _merge(reports: list[ValidationReport], report_dir: Path) -> ValidationArtifact:
+def _same_keypoints(reports: list[ValidationReport], files: list[str]) -> list[Violation]:
+    """Training and validation files must define the same keypoint set."""
+    sets = [report.keypoints for report in reports]
+    if None in sets or sets[0] == sets[1]:
+        return []
+    assert sets[0] is not None and sets[1] is not None
+    return [
+        Violation(
+            files[1],
+            "categories",
+            "category.keypoint_set_mismatch",
+            f"the keypoints differ from {files[0]}'s: {sets[1].summary()} against {sets[0].summary()}",
+        )
+    ]
+
+
+@step(enable_cache=True)  # every input path is content-addressed, so equal inputs mean equal data
+def validate_data(
+    dataset: DatasetArtifact, keypoints_config: dict, data_config: dict
+) -> Annotated[ValidationArtifact, "validation_report"]:
+    keypoints = KeypointsConfig.model_validate(keypoints_config)
+    unlabeled = DataConfig.model_validate(data_config).unlabeled
+    settings = hashlib.sha256(json.dumps([keypoints_config, data_config["unlabeled"]]).encode()).hexdigest()[:12]
+    report_dir = beside_entry(dataset.train_ann, "validation", settings)
+    reports = [
+        validate_dataset(ann, images, report_dir / name, keypoints=keypoints)
+        for name, ann, images in (
+            ("train", dataset.train_ann, dataset.train_images),
+            ("val", dataset.val_ann, dataset.val_images),
+        )
+    ]
     violations = [str(v) for report in reports for v in report.violations]
-    return ValidationArtifact(
-        ok=all(report.ok for report in reports),
+    violations += [str(v) for v in _same_keypoints(reports, [dataset.train_ann, dataset.val_ann])]
+    pool = dataset.unlabeled_pool()
+    checked = check_pool(pool, unlabeled, report_dir / "unlabeled") if pool is not None else None
+    skipped = [str(v) for v in checked.skipped] if checked is not None else []
+    if skipped and unlabeled.on_error == "fail":
+        violations += skipped
+    summary = ValidationArtifact(
+        ok=not violations,
         num_violations=len(violations),
-        violations=violations[:200],
-        stats={str(report.report_path or index): report.stats for index, report in enumerate(reports)},
+        violations=violations[:SHOWN],
+        stats={name: report.stats for name, report in zip(("train", "val"), reports, strict=True)},
         report_dir=str(report_dir),
+        keypoints=reports[0].keypoints.as_dict() if reports[0].keypoints is not None else None,
+        unlabeled_checked=checked.checked if checked is not None else 0,
+        unlabeled_usable=len(checked.usable) if checked is not None else 0,
+        unlabeled_skipped=skipped[:SHOWN],
+        unlabeled_index=str(checked.index) if checked is not None else None,
     )
-
-
-@step(enable_cache=True)  # the dataset root is content-addressed, so equal inputs mean equal data
-def validate_data(dataset: DatasetArtifact) -> Annotated[ValidationArtifact, "validation_report"]:
-    report_dir = Path(f"{dataset.root}.validation")
-    reports = []
-    for split in (dataset.train_split, dataset.val_split):
-        ann, images = coco_layout(dataset.root, split)
-        reports.append(validate_dataset(ann, images, report_dir / split))
-    summary = _merge(reports, report_dir)
+    if skipped and unlabeled.on_error == "skip":
+        print(
+            f"{len(skipped)} of {checked.checked if checked else 0} raw unlabeled images skipped; report: {report_dir}"
+        )
     if not summary.ok:
         save_artifact(summary, name="failed_validation_report")
         shown = "\n".join(summary.violations[:20])

@@ -21,7 +21,7 @@ from components.evaluation.evaluate import evaluate_model
 from components.evaluation.inference import decode_to_image, person_scores, predict_dataset, result_records
 from components.evaluation.nms import oks_nms
 from components.heatmap_codec import gaussian_heatmaps
-from components.keypoints import NUM_KEYPOINTS, OKS_SIGMAS, PERSON_CATEGORY
+from components.keypoints import COCO_PERSON
 
 THRESHOLDS = np.linspace(0.5, 0.95, 10)
 
@@ -30,8 +30,8 @@ def make_person(
     rng: np.random.Generator, image_id: int, ann_id: int, origin: tuple[float, float], size: float
 ) -> dict[str, Any]:
     """A ground-truth person: 17 visible keypoints inside a square box of side `size` at `origin`."""
-    points = np.asarray(origin) + rng.uniform(0.1, 0.9, size=(NUM_KEYPOINTS, 2)) * size
-    keypoints = np.concatenate([points.round(1), np.full((NUM_KEYPOINTS, 1), 2.0)], axis=1)
+    points = np.asarray(origin) + rng.uniform(0.1, 0.9, size=(COCO_PERSON.num_keypoints, 2)) * size
+    keypoints = np.concatenate([points.round(1), np.full((COCO_PERSON.num_keypoints, 1), 2.0)], axis=1)
     return {
         "id": ann_id,
         "image_id": image_id,
@@ -39,7 +39,7 @@ def make_person(
         "iscrowd": 0,
         "bbox": [origin[0], origin[1], size, size],
         "area": size * size * 0.6,
-        "num_keypoints": NUM_KEYPOINTS,
+        "num_keypoints": COCO_PERSON.num_keypoints,
         "keypoints": keypoints.ravel().tolist(),
     }
 
@@ -53,7 +53,7 @@ def ground_truth() -> dict[str, Any]:
         make_person(rng, 2, 12, (100.0, 100.0), 200.0),
     ]
     images = [{"id": i, "file_name": f"{i:012d}.jpg", "width": 640, "height": 480} for i in (1, 2)]
-    return {"images": images, "annotations": people, "categories": [PERSON_CATEGORY]}
+    return {"images": images, "annotations": people, "categories": [COCO_PERSON.coco_category()]}
 
 
 def perfect_results(gt: dict[str, Any]) -> list[dict[str, Any]]:
@@ -80,7 +80,7 @@ def test_shift_scores_the_hand_computed_oks(ground_truth: dict[str, Any]) -> Non
     predicted = np.asarray(person["keypoints"], dtype=np.float64).reshape(-1, 3)
     predicted[:, :2] += shift
     # COCO's OKS: mean over labeled keypoints of exp(-d^2 / (2 * area * (2 sigma)^2))
-    oks = np.mean(np.exp(-np.sum(shift**2) / (2.0 * person["area"] * (2.0 * OKS_SIGMAS) ** 2)))
+    oks = np.mean(np.exp(-np.sum(shift**2) / (2.0 * person["area"] * (2.0 * COCO_PERSON.oks_sigmas) ** 2)))
     assert np.min(np.abs(THRESHOLDS - oks)) > 0.01, "pick a shift whose OKS is not on a threshold"
     cleared = oks >= THRESHOLDS
     assert 0 < cleared.sum() < len(THRESHOLDS), "the case must cross some thresholds and not others"
@@ -208,7 +208,7 @@ def test_round_trip_on_coco_mini_val(coco_mini: Path, decoder: str) -> None:
     heatmaps, centers, scales = crop_heatmaps(records, cfg)
     keypoints, maxvals = decode_to_image(torch.from_numpy(heatmaps), centers, scales, cfg)
     scores = person_scores(maxvals, np.ones(len(records)), cfg.eval.keypoint_score_threshold)
-    results = result_records([r.image_id for r in records], keypoints, maxvals, scores)
+    results = result_records([r.image_id for r in records], keypoints, maxvals, scores, 1)
     metrics = coco_keypoint_eval(ann, results)
     assert metrics["AP"] >= 0.99
     assert metrics["AR"] >= 0.99

@@ -16,10 +16,10 @@ from components.data.datasets import EvalPoseDataset, LabeledPoseDataset, Unlabe
 from components.data.geometry import apply_affine, box_to_center_scale
 from components.data.records import RecordError, load_detection_records, load_person_records
 from components.data.transforms import denormalise
-from components.keypoints import FLIP_INDEX, KEYPOINT_NAMES, PERSON_CATEGORY
+from components.keypoints import COCO_NAMES, COCO_PERSON
 
 IMAGE_SHAPE = (240, 320)  # (h, w)
-LEFT_WRIST, RIGHT_WRIST = KEYPOINT_NAMES.index("left_wrist"), KEYPOINT_NAMES.index("right_wrist")
+LEFT_WRIST, RIGHT_WRIST = COCO_NAMES.index("left_wrist"), COCO_NAMES.index("right_wrist")
 
 
 def small_config(**augment: object) -> ExperimentConfig:
@@ -65,7 +65,7 @@ def write_coco(root: Path, people: list[dict], dot: tuple[float, float] | None =
             }
         )
     ann_file = root / "annotations" / "people.json"
-    coco = {"images": image_table, "annotations": annotations, "categories": [PERSON_CATEGORY]}
+    coco = {"images": image_table, "annotations": annotations, "categories": [COCO_PERSON.coco_category()]}
     ann_file.write_text(json.dumps(coco))
     return ann_file
 
@@ -140,7 +140,7 @@ def test_flip_swaps_left_and_right_channels_with_the_image(tmp_path: Path) -> No
         target = item["target"][channel]
         peak = np.unravel_index(int(target.argmax()), target.shape)
         assert np.abs(np.array(peak[::-1]) * 4 + 1.5 - where).max() <= 2.0 + 1e-6
-        assert torch.all(item["target"][FLIP_INDEX[channel]] == 0)
+        assert torch.all(item["target"][COCO_PERSON.flip_index[channel]] == 0)
     assert channels == {LEFT_WRIST, RIGHT_WRIST}
 
 

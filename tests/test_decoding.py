@@ -11,7 +11,7 @@ from components.config import ExperimentConfig
 from components.data.geometry import apply_affine, heatmap_to_input, hflip_affine, input_to_heatmap
 from components.evaluation.inference import crops_to_image, decode_to_image, model_heatmaps
 from components.heatmap_codec import decode_heatmaps, flip_heatmaps, gaussian_heatmaps
-from components.keypoints import FLIP_INDEX, FLIP_PAIRS, NUM_KEYPOINTS
+from components.keypoints import COCO_PERSON
 
 HEATMAP_SIZE = (64, 48)
 SIGMA = 2.0
@@ -31,7 +31,7 @@ def subpixel_points() -> np.ndarray:
     rng = np.random.default_rng(7)
     low = np.array([4.0, 4.0])
     high = np.array([HEATMAP_SIZE[1] - 5.0, HEATMAP_SIZE[0] - 5.0])
-    return rng.uniform(low, high, size=(6, NUM_KEYPOINTS, 2))
+    return rng.uniform(low, high, size=(6, COCO_PERSON.num_keypoints, 2))
 
 
 def test_argmax_with_quarter_shift_is_within_a_quarter_pixel(subpixel_points: np.ndarray) -> None:
@@ -103,14 +103,14 @@ def test_flip_heatmaps_needs_no_pixel_shift_under_the_pixel_centre_convention() 
     """Heatmaps of a mirrored crop, flipped back, equal those of the unmirrored crop exactly."""
     stride, input_width = 4, HEATMAP_SIZE[1] * 4
     rng = np.random.default_rng(3)
-    points = rng.uniform([10, 10], [input_width - 10, HEATMAP_SIZE[0] * 4 - 10], size=(NUM_KEYPOINTS, 2))
-    keypoints = np.concatenate([points, np.ones((NUM_KEYPOINTS, 1))], axis=1)
+    points = rng.uniform([10, 10], [input_width - 10, HEATMAP_SIZE[0] * 4 - 10], size=(COCO_PERSON.num_keypoints, 2))
+    keypoints = np.concatenate([points, np.ones((COCO_PERSON.num_keypoints, 1))], axis=1)
     mirrored = keypoints.copy()
     mirrored[:, :2] = apply_affine(points, hflip_affine(input_width))
-    mirrored = mirrored[FLIP_INDEX]  # a mirrored left wrist is where the right wrist is drawn
+    mirrored = mirrored[COCO_PERSON.flip_index]  # a mirrored left wrist is where the right wrist is drawn
     plain = gaussian_heatmaps(keypoints, HEATMAP_SIZE, stride, SIGMA)[0]
     of_mirror = gaussian_heatmaps(mirrored, HEATMAP_SIZE, stride, SIGMA)[0]
-    restored = flip_heatmaps(torch.from_numpy(of_mirror)[None])[0].numpy()
+    restored = flip_heatmaps(torch.from_numpy(of_mirror)[None], COCO_PERSON.flip_index)[0].numpy()
     np.testing.assert_allclose(restored, plain, atol=1e-6)
 
 
@@ -124,16 +124,16 @@ def test_flip_test_on_a_symmetric_model_returns_the_plain_coordinates() -> None:
     stride = 4
     height, width = HEATMAP_SIZE[0] * stride, HEATMAP_SIZE[1] * stride
     rng = np.random.default_rng(11)
-    points = rng.uniform([20, 20], [width - 20, height - 20], size=(1, NUM_KEYPOINTS, 2))
-    for left, right in FLIP_PAIRS:  # left and right markers coincide: mirror-symmetric channels
+    points = rng.uniform([20, 20], [width - 20, height - 20], size=(1, COCO_PERSON.num_keypoints, 2))
+    for left, right in COCO_PERSON.flip_pairs:  # left and right markers coincide: mirror-symmetric channels
         points[0, right] = points[0, left]
     markers = torch.from_numpy(render(points, (height, width), sigma=SIGMA * stride))
 
     def pooling_model(images: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(images, stride)
 
-    plain = model_heatmaps(pooling_model, markers, flip_test=False)  # type: ignore[arg-type]
-    flipped = model_heatmaps(pooling_model, markers, flip_test=True)  # type: ignore[arg-type]
+    plain = model_heatmaps(pooling_model, markers)  # type: ignore[arg-type]
+    flipped = model_heatmaps(pooling_model, markers, COCO_PERSON.flip_index)  # type: ignore[arg-type]
     plain_coords, _ = decode_heatmaps(plain, "dark", blur_sigma=0.0)
     flip_coords, _ = decode_heatmaps(flipped, "dark", blur_sigma=0.0)
     torch.testing.assert_close(flip_coords, plain_coords, atol=1e-3, rtol=0)
@@ -144,8 +144,8 @@ def test_flip_test_on_a_symmetric_model_returns_the_plain_coordinates() -> None:
 def test_flipped_heatmaps_decode_to_mirrored_swapped_coordinates(subpixel_points: np.ndarray) -> None:
     heatmaps = torch.from_numpy(render(subpixel_points))
     coords, _ = decode_heatmaps(heatmaps, "dark", blur_sigma=0.0)
-    flipped_coords, _ = decode_heatmaps(flip_heatmaps(heatmaps), "dark", blur_sigma=0.0)
-    expected = coords[:, FLIP_INDEX].clone()
+    flipped_coords, _ = decode_heatmaps(flip_heatmaps(heatmaps, COCO_PERSON.flip_index), "dark", blur_sigma=0.0)
+    expected = coords[:, COCO_PERSON.flip_index].clone()
     expected[..., 0] = HEATMAP_SIZE[1] - 1 - expected[..., 0]
     torch.testing.assert_close(flipped_coords, expected, atol=1e-3, rtol=0)
 
@@ -156,7 +156,7 @@ def test_flip_test_refuses_widths_that_do_not_line_up() -> None:
         def cropping_model(x: torch.Tensor) -> torch.Tensor:
             return x[:, :, ::4, ::4][..., :-1]
 
-        model_heatmaps(cropping_model, torch.zeros(1, 17, 16, 18), flip_test=True)  # type: ignore[arg-type]
+        model_heatmaps(cropping_model, torch.zeros(1, 17, 16, 18), COCO_PERSON.flip_index)  # type: ignore[arg-type]
 
 
 def test_decoded_coordinates_back_project_to_image_pixels() -> None:
@@ -164,7 +164,7 @@ def test_decoded_coordinates_back_project_to_image_pixels() -> None:
     centers = np.array([[300.0, 200.0], [50.0, 80.0]])
     scales = np.array([[150.0, 200.0], [30.0, 40.0]])
     rng = np.random.default_rng(5)
-    image_points = centers[:, None] + rng.uniform(-0.4, 0.4, size=(2, NUM_KEYPOINTS, 2)) * scales[:, None]
+    image_points = centers[:, None] + rng.uniform(-0.4, 0.4, size=(2, COCO_PERSON.num_keypoints, 2)) * scales[:, None]
     from components.data.geometry import crop_affine
 
     crop_points = np.stack(

@@ -9,14 +9,14 @@ import pytest
 
 from components.evaluation.coco_eval import ResultsError
 from components.evaluation.error_breakdown import BINS, error_breakdown, keypoint_outcomes
-from components.keypoints import NUM_KEYPOINTS, PERSON_CATEGORY
+from components.keypoints import COCO_PERSON
 from tests.tiny_coco import person_annotation
 
 SPACING, AREA = 60.0, 10_000.0  # joints 60 px apart: ks to a neighbour is ~0 for every sigma
 
 
 def person(ann_id: int, image_id: int, row: float) -> dict[str, Any]:
-    keypoints = [v for i in range(NUM_KEYPOINTS) for v in (SPACING * i, row, 2)]
+    keypoints = [v for i in range(COCO_PERSON.num_keypoints) for v in (SPACING * i, row, 2)]
     return person_annotation(ann_id, image_id, keypoints, [0, row - 50, 1000, 100], AREA)
 
 
@@ -24,11 +24,11 @@ def person(ann_id: int, image_id: int, row: float) -> dict[str, Any]:
 def ground_truth() -> dict[str, Any]:
     first, second, elsewhere = person(1, 1, 0.0), person(2, 1, 500.0), person(3, 2, 0.0)
     second["keypoints"][2] = 0  # an unlabeled nose is never binned
-    second["num_keypoints"] = NUM_KEYPOINTS - 1
+    second["num_keypoints"] = COCO_PERSON.num_keypoints - 1
     return {
         "images": [{"id": 1, "width": 1100, "height": 600}, {"id": 2, "width": 1100, "height": 600}],
         "annotations": [first, second, elsewhere],
-        "categories": [PERSON_CATEGORY],
+        "categories": [COCO_PERSON.coco_category()],
     }
 
 
@@ -50,7 +50,7 @@ def test_each_planted_error_lands_in_its_bin(ground_truth: dict[str, Any]) -> No
     move(flawed, 12, SPACING * 12, 250.0)  # right hip far from everyone: miss
     exact = prediction(second, 0.8)
     got = error_breakdown(ground_truth, [exact, flawed])
-    assert got["keypoints"] == 2 * NUM_KEYPOINTS - 1
+    assert got["keypoints"] == 2 * COCO_PERSON.num_keypoints - 1
     assert got["people"] == 3 and got["unmatched_people"] == 1  # nothing predicted in image 2
     total = got["keypoints"]
     assert got["good"] == pytest.approx((total - 5) / total)
@@ -63,7 +63,7 @@ def test_each_planted_error_lands_in_its_bin(ground_truth: dict[str, Any]) -> No
 def test_the_higher_score_takes_the_person_and_a_duplicate_matches_nobody(ground_truth: dict[str, Any]) -> None:
     first = ground_truth["annotations"][0]
     wrong = prediction(first, 0.95)
-    for k in range(NUM_KEYPOINTS // 2 + 1):  # most joints far off, but still the best match for person 1
+    for k in range(COCO_PERSON.num_keypoints // 2 + 1):  # most joints far off, but still the best match for person 1
         move(wrong, k, SPACING * k, 200.0)
     right = prediction(first, 0.5)
     got = error_breakdown(ground_truth, [wrong, right])
@@ -85,10 +85,10 @@ def test_outcomes_keep_each_planted_error_on_its_joint_and_each_person_its_oks(g
     move(flawed, 12, SPACING * 12, 250.0)  # right hip far from everyone: miss
     outcomes = keypoint_outcomes(ground_truth, [prediction(second, 0.8), flawed])
     counts = outcomes.counts_per_joint()
-    assert counts.shape == (NUM_KEYPOINTS, len(BINS)) and counts.sum() == 2 * NUM_KEYPOINTS - 1
+    assert counts.shape == (COCO_PERSON.num_keypoints, len(BINS)) and counts.sum() == 2 * COCO_PERSON.num_keypoints - 1
     assert counts[9, BINS.index("inversion")] == 1 and counts[12, BINS.index("miss")] == 1
     assert counts[0].sum() == 1  # the second person's nose is unlabeled
     oks = {person.ann_id: person.oks for person in outcomes.people}
     assert oks[2] == pytest.approx(1.0) and oks[3] == 0.0  # exact; nothing predicted in image 2
-    assert oks[1] == pytest.approx(outcomes.similarity[:NUM_KEYPOINTS].mean())
+    assert oks[1] == pytest.approx(outcomes.similarity[: COCO_PERSON.num_keypoints].mean())
     assert [p.prediction is None for p in outcomes.people] == [False, False, True]

@@ -59,14 +59,14 @@ def test_unchanged_local_files_are_not_hashed_again(tmp_path: Path, monkeypatch:
     source = _make_set(tmp_path / "src")
     ingest(source, tmp_path / "cache")
     hashed: list[Path] = []
-    real = ingest_module._sha256
-    monkeypatch.setattr(ingest_module, "_sha256", lambda path: hashed.append(path) or real(path))
+    real = ingest_module.sha256_of
+    monkeypatch.setattr(ingest_module, "sha256_of", lambda path: hashed.append(path) or real(path))
     ingest(source, tmp_path / "cache")
     assert hashed == []
 
 
 def test_missing_or_empty_local_source_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(IngestError, match="not a directory"):
+    with pytest.raises(IngestError, match="no such file or directory"):
         ingest(tmp_path / "nope", tmp_path / "cache")
     (tmp_path / "empty").mkdir()
     with pytest.raises(IngestError, match="no files"):
@@ -96,6 +96,13 @@ class FakeS3:
             "IsTruncated": more,
             **({"NextContinuationToken": str(start + 2)} if more else {}),
         }
+
+    def head_object(self, Bucket: str, Key: str) -> dict[str, Any]:
+        from botocore.exceptions import ClientError
+
+        if Key not in self.objects:
+            raise ClientError({"Error": {"Code": "404", "Message": "Not Found"}}, "HeadObject")
+        return {"ContentLength": len(self.objects[Key]), "ETag": '"etag"'}
 
     def download_file(self, bucket: str, key: str, filename: str) -> None:
         self.downloads.append(key)
@@ -187,4 +194,4 @@ def test_cli_ingest_prints_the_cached_root(tmp_path: Path) -> None:
     root = Path(result.output.split()[0])
     assert (root / "annotations" / "person_keypoints_train.json").is_file()
     missing = CliRunner().invoke(cli, ["data", "ingest", str(tmp_path / "nope"), "--cache", str(tmp_path / "cache")])
-    assert missing.exit_code == 1 and "not a directory" in missing.output
+    assert missing.exit_code == 1 and "no such file or directory" in missing.output

@@ -186,7 +186,7 @@ def test_invalid_data_stops_before_training_and_registers_nothing(
     with pytest.raises(MlflowException):
         client.get_registered_model(model_name)
     assert client.get_experiment_by_name(model_name) is None, "training started on invalid data"
-    reports = list((tmp_path / "cache").glob("*.validation/train/report.json"))
+    reports = list((tmp_path / "cache" / "validation").glob("*/train/report.json"))
     assert reports and json.loads(reports[0].read_text())["ok"] is False
 
     from zenml.client import Client

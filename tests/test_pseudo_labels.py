@@ -12,7 +12,7 @@ from components.data import geometry
 from components.data.datasets import UnlabeledPairDataset
 from components.engine.pseudo_labels import heatmap_affine, warp_heatmaps
 from components.heatmap_codec import heatmap_peaks
-from components.keypoints import FLIP_INDEX
+from components.keypoints import COCO_PERSON
 from tests.tiny_coco import write_coco
 
 STRIDE = 4
@@ -43,7 +43,9 @@ def test_heatmap_affine_matches_the_geometry_module():
 def test_identity_leaves_heatmaps_unchanged():
     heatmaps = torch.rand(2, 17, H, W)
     identity = torch.tensor([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]).expand(2, 2, 3)
-    torch.testing.assert_close(warp_heatmaps(heatmaps, identity, torch.zeros(2, dtype=torch.bool), STRIDE), heatmaps)
+    torch.testing.assert_close(
+        warp_heatmaps(heatmaps, identity, torch.zeros(2, dtype=torch.bool), STRIDE, COCO_PERSON.flip_index), heatmaps
+    )
 
 
 def test_a_peak_at_p_in_the_easy_view_lands_at_A_p_in_the_hard_view():
@@ -54,7 +56,7 @@ def test_a_peak_at_p_in_the_easy_view_lands_at_A_p_in_the_hard_view():
     points_input = np.array([[40.0, 50.0], [55.0, 70.0]])
     heatmaps = torch.stack([gaussian(p) for p in geometry.input_to_heatmap(points_input, STRIDE)])[None]
     warped = warp_heatmaps(
-        heatmaps, torch.tensor(easy_to_hard[None], dtype=torch.float32), torch.tensor([False]), STRIDE
+        heatmaps, torch.tensor(easy_to_hard[None], dtype=torch.float32), torch.tensor([False]), STRIDE, [0, 1]
     )
     expected = geometry.input_to_heatmap(geometry.apply_affine(points_input, easy_to_hard), STRIDE)
     for k in range(2):
@@ -69,18 +71,18 @@ def test_a_mirrored_hard_view_moves_the_peak_and_swaps_left_and_right_channels()
     heatmaps = torch.zeros(1, 17, H, W)
     heatmaps[0, left_shoulder] = gaussian(np.array([5.0, 10.0]))
     heatmaps[0, nose] = gaussian(np.array([8.0, 4.0]))
-    warped = warp_heatmaps(heatmaps, mirror, torch.tensor([True]), STRIDE)
-    assert FLIP_INDEX[left_shoulder] == right_shoulder
+    warped = warp_heatmaps(heatmaps, mirror, torch.tensor([True]), STRIDE, COCO_PERSON.flip_index)
+    assert COCO_PERSON.flip_index[left_shoulder] == right_shoulder
     assert warped[0, left_shoulder].max() < 1e-6
     np.testing.assert_allclose(centroid(warped[0, right_shoulder]), [W - 1 - 5.0, 10.0], atol=1e-3)
     np.testing.assert_allclose(centroid(warped[0, nose]), [W - 1 - 8.0, 4.0], atol=1e-3)
-    unflipped = warp_heatmaps(heatmaps, mirror, torch.tensor([False]), STRIDE)
+    unflipped = warp_heatmaps(heatmaps, mirror, torch.tensor([False]), STRIDE, COCO_PERSON.flip_index)
     assert unflipped[0, right_shoulder].max() < 1e-6 and unflipped[0, left_shoulder].max() > 0.9
 
 
 def test_regions_outside_the_easy_view_are_zero():
     shift = torch.tensor([[[1.0, 0.0, 40.0], [0.0, 1.0, 0.0]]])  # 10 heatmap pixels to the right
-    warped = warp_heatmaps(torch.ones(1, 17, H, W), shift, torch.tensor([False]), STRIDE)
+    warped = warp_heatmaps(torch.ones(1, 17, H, W), shift, torch.tensor([False]), STRIDE, COCO_PERSON.flip_index)
     assert torch.all(warped[..., :9] == 0) and torch.all(warped[..., 11:] == 1)
 
 
@@ -120,8 +122,8 @@ def test_the_datasets_easy_to_hard_carries_easy_view_content_onto_the_hard_view(
     flipped = torch.stack([item["flipped"] for item in items])
     assert flipped.any() and not flipped.all()
     no_flip = torch.zeros_like(flipped)  # image channels are colours: move pixels, swap nothing
-    seen = (warp_heatmaps(torch.ones(len(items), 1, 64, 48), easy_to_hard, no_flip, 1) > 0.999).float()
-    carried = (warp_heatmaps(easy, easy_to_hard, no_flip, 1) - hard).abs().mean(1, keepdim=True)
+    seen = (warp_heatmaps(torch.ones(len(items), 1, 64, 48), easy_to_hard, no_flip, 1, [0]) > 0.999).float()
+    carried = (warp_heatmaps(easy, easy_to_hard, no_flip, 1, [0, 1, 2]) - hard).abs().mean(1, keepdim=True)
     naive = (easy - hard).abs().mean(1, keepdim=True)
 
     def per_sample(error: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,9 @@ from kubernetes import client
 
 from components.config import DataConfig, ExperimentConfig, load_config
 from components.data.published_split import SPLIT_ENV, PublishedSplit, SplitIntegrityError, fetch_split, publish_split
-from components.data.split import SplitFiles, coco_layout, make_split, sha256_file
+from components.data.split import PoolInput, SplitFiles, coco_layout, make_split, sha256_file
+from components.data.subject_boxes import whole_image_boxes
+from components.data.unlabeled_pool import build_pool, check_pool
 from components.kubernetes.launcher import KubernetesLauncher, LaunchError
 from components.kubernetes.manifests import CONFIG_ANNOTATION, plan_run, render_pytorchjob, render_trainjob
 from components.storage.s3 import S3Uri, put_bytes
@@ -35,8 +37,18 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SplitFiles]
     generate_dataset(root, 12, 4, seed=1, image_size=(96, 96), workers=1)
     train_ann, train_images = coco_layout(root, "train")
     val_ann, val_images = coco_layout(root, "val")
-    data_cfg = DataConfig.model_validate({"root": str(root), "labeled_fraction": 0.5, "holdout_labeled": 2})
-    split = make_split(train_ann, train_images, val_ann, val_images, root.parent / "split", data_cfg)
+    raw = root.parent / "raw"  # raw unlabeled images: the val images again, under other names
+    raw.mkdir()
+    for index, image in enumerate(sorted(val_images.glob("*.jpg"))):
+        (raw / f"clip-{index}.jpg").write_bytes(image.read_bytes())
+    data_cfg = DataConfig.model_validate(
+        {"root": str(root), "labeled_fraction": 0.5, "holdout_labeled": 2, "unlabeled": {"images": [str(raw)]}}
+    )
+    pool = build_pool(data_cfg.unlabeled, root.parent / "cache")
+    assert pool is not None
+    usable = check_pool(pool, data_cfg.unlabeled, root.parent / "report").usable
+    pool_input = PoolInput(pool, usable, whole_image_boxes(usable), "whole_image")
+    split = make_split(train_ann, train_images, val_ann, val_images, root.parent / "split", data_cfg, pool_input)
     return root, split
 
 
@@ -57,17 +69,30 @@ def pod_cfg(s3_server: Any, engine: str = "job") -> ExperimentConfig:
 def test_published_split_round_trips_and_detects_every_changed_file(
     dataset: tuple[Path, SplitFiles], s3_server: Any, tmp_path: Path
 ) -> None:
-    root, split = dataset
-    published = publish_split(split, root, s3_server.client(), s3_server.bucket)
+    _, split = dataset
+    published = publish_split(split, s3_server.client(), s3_server.bucket)
     manifest = json.loads(split.manifest.read_text())
     assert published.sha256["labeled.json"] == manifest["outputs"]["labeled_ann"]["sha256"]
     assert published.uri == f"s3://{s3_server.bucket}/splits/{sha256_file(split.manifest)}"
 
+    assert published.sha256["unlabeled_pool.json"] == manifest["outputs"]["pool_ann"]["sha256"]
+
     fetched = fetch_split(published, tmp_path / "pod", s3_server.client())
-    for name in ("labeled_ann", "unlabeled_ann", "holdout_ann", "val_ann", "manifest"):
+    for name in ("labeled_ann", "unlabeled_ann", "holdout_ann", "val_ann", "manifest", "pool_ann"):
         assert getattr(fetched, name).read_bytes() == Path(getattr(split, name)).read_bytes(), name
-    images = sorted(p.relative_to(split.train_images) for p in split.train_images.rglob("*.jpg"))
-    assert images and sorted(p.relative_to(fetched.train_images) for p in fetched.train_images.rglob("*.jpg")) == images
+    for folder in ("train_images", "pool_images"):
+        local, pod = Path(getattr(split, folder)), getattr(fetched, folder)
+        images = sorted(p.relative_to(local) for p in local.rglob("*.jpg"))
+        assert images and sorted(p.relative_to(pod) for p in pod.rglob("*.jpg")) == images, folder
+
+    pool_image = S3Uri.parse(published.images["pool_images"]).join("images/0/clip-0.jpg")
+    original = s3_server.client().get_object(Bucket=pool_image.bucket, Key=pool_image.key)["Body"].read()
+    put_bytes(s3_server.client(), pool_image, original[:-10])  # truncated after the pipeline checked it
+    try:
+        with pytest.raises(SplitIntegrityError, match="clip-0.jpg: sha256 [0-9a-f]{64}, the pipeline recorded"):
+            fetch_split(published, tmp_path / "pod-pool", s3_server.client())
+    finally:
+        put_bytes(s3_server.client(), pool_image, original)
 
     for name in ("unlabeled.json", "manifest.json"):
         key = S3Uri.parse(published.uri).join(name)
@@ -81,7 +106,8 @@ def test_published_split_round_trips_and_detects_every_changed_file(
 
 
 def test_distributed_nodes_all_receive_the_split(s3_server: Any) -> None:
-    published = PublishedSplit("s3://b/splits/abc", {"labeled.json": "0" * 64}, "s3://b/datasets/x", "train", "val")
+    images = {"train_images": "s3://b/datasets/x", "val_images": "s3://b/datasets/y"}
+    published = PublishedSplit("s3://b/splits/abc", {"labeled.json": "0" * 64}, images)
     for engine, render in (("trainjob", render_trainjob), ("pytorchjob", render_pytorchjob)):
         cfg = pod_cfg(s3_server, engine)
         manifest = render(cfg, plan_run(cfg, "r1", published))
@@ -118,9 +144,9 @@ def run_container_here(container: dict[str, Any], config_yaml: str, secrets: dic
 def test_the_pod_receives_the_split_and_refuses_a_tampered_one_as_a_config_error(
     dataset: tuple[Path, SplitFiles], s3_server: Any, tmp_path: Path
 ) -> None:
-    root, split = dataset
+    _, split = dataset
     cfg = pod_cfg(s3_server)
-    published = publish_split(split, root, s3_server.client(), s3_server.bucket)
+    published = publish_split(split, s3_server.client(), s3_server.bucket)
     labeled = S3Uri.parse(published.uri).join("labeled.json")
     secrets = {"AWS_ACCESS_KEY_ID": s3_server.access_key, "AWS_SECRET_ACCESS_KEY": s3_server.secret_key}
     secrets["MLFLOW_TRACKING_URI"] = "http://127.0.0.1:9"

@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from components.config import ExperimentConfig
 from components.evaluation.error_breakdown import BINS, keypoint_outcomes
-from components.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS, PERSON_CATEGORY
+from components.keypoints import COCO_NAMES, COCO_PERSON
 from components.reporting.joint_errors import joint_errors_figure, shares_per_joint
 from components.reporting.metric_comparison import METRICS, metric_comparison_figure
 from components.reporting.per_joint import OKS_THRESHOLDS, accuracy_per_joint, per_joint_figure
@@ -140,12 +140,12 @@ SPACING = 12.0
 
 
 def person(ann_id: int, image_id: int, x0: float) -> dict[str, Any]:
-    keypoints = [v for i in range(NUM_KEYPOINTS) for v in (x0 + SPACING * (i % 4), 20.0 + 8.0 * i, 2)]
+    keypoints = [v for i in range(COCO_PERSON.num_keypoints) for v in (x0 + SPACING * (i % 4), 20.0 + 8.0 * i, 2)]
     return person_annotation(ann_id, image_id, keypoints, [x0 - 5, 10.0, 50.0, 150.0], 4000.0)
 
 
 def noisy(ann: dict[str, Any], offset: float, score: float = 0.9) -> dict[str, Any]:
-    keypoints = np.asarray(ann["keypoints"], dtype=np.float64).reshape(NUM_KEYPOINTS, 3)
+    keypoints = np.asarray(ann["keypoints"], dtype=np.float64).reshape(COCO_PERSON.num_keypoints, 3)
     keypoints[:, 0] += offset
     keypoints[:, 2] = 0.9
     return {"image_id": ann["image_id"], "category_id": 1, "keypoints": keypoints.ravel().tolist(), "score": score}
@@ -158,7 +158,7 @@ def tiny_val(tmp_path: Path) -> dict[str, Any]:
     images = [{"id": i, "file_name": f"{i}.png", "width": 200, "height": 180} for i in (1, 2, 3)]
     for image in images:
         cv2.imwrite(str(tmp_path / image["file_name"]), np.full((180, 200, 3), 60 * image["id"], dtype=np.uint8))
-    ann = {"images": images, "annotations": annotations, "categories": [PERSON_CATEGORY]}
+    ann = {"images": images, "annotations": annotations, "categories": [COCO_PERSON.coco_category()]}
     results = [noisy(a, offset=float(2 * i)) for i, a in enumerate(annotations[:5])]
     return {"ann": ann, "results": results, "images": tmp_path}
 
@@ -168,11 +168,11 @@ def test_per_joint_accuracy_has_the_17_joints_in_coco_order(tiny_val: dict[str, 
     accuracy = accuracy_per_joint(outcomes)
     exact = (outcomes.similarity[outcomes.joint == 0][:, None] >= OKS_THRESHOLDS).mean()
     assert accuracy[0] == pytest.approx(exact) and 0 < accuracy[0] < 1  # the nose: some thresholds missed
-    assert accuracy[0] < accuracy[KEYPOINT_NAMES.index("left_ankle")]  # same offsets, the nose's sigma is tighter
+    assert accuracy[0] < accuracy[COCO_NAMES.index("left_ankle")]  # same offsets, the nose's sigma is tighter
     figure = per_joint_figure(outcomes, champion=keypoint_outcomes(tiny_val["ann"], tiny_val["results"][:1]))
     axes = figure.axes[0]
     labels = [t.get_text().replace(" ", "_") for t in axes.get_xticklabels()]
-    assert labels == list(KEYPOINT_NAMES)
+    assert labels == list(COCO_NAMES)
     bars = [p for p in axes.patches if p.get_gid() == "accuracy"]
     assert [b.get_height() for b in bars] == pytest.approx(list(accuracy))
     gaps = np.diff([b.get_x() + b.get_width() / 2 for b in bars])
@@ -188,7 +188,7 @@ def test_error_breakdown_per_joint_stacks_the_bins_against_the_champion(tiny_val
         keypoint_outcomes(ann, [noisy(a, 30.0) for a in ann["annotations"]]),
     )
     shares = shares_per_joint(challenger)
-    assert shares.shape == (NUM_KEYPOINTS, len(BINS)) and np.allclose(shares.sum(1), 1.0)
+    assert shares.shape == (COCO_PERSON.num_keypoints, len(BINS)) and np.allclose(shares.sum(1), 1.0)
     figure = joint_errors_figure(challenger, champion)
     axes = figure.axes[0]
     for name, data in (("challenger", challenger), ("champion", champion)):
@@ -207,7 +207,7 @@ def test_the_grid_holds_the_worst_and_the_best_people(tiny_val: dict[str, Any]) 
     from components.evaluation.coco_eval import load_ground_truth
 
     figure = prediction_grid_figure(
-        outcomes.people, load_ground_truth(tiny_val["ann"]), tiny_val["images"], count=4, columns=2
+        outcomes.people, load_ground_truth(tiny_val["ann"]), tiny_val["images"], outcomes.keypoints, count=4, columns=2
     )
     cells = [a for a in figure.axes if a.get_gid()]
     assert [a.get_gid() for a in cells] == ["person:6", "person:5", "person:1", "person:2"]

@@ -13,7 +13,7 @@ import pytest
 from components.config import DataConfig
 from components.data.split import SplitError, coco_layout, make_split
 from components.data.validation import validate_dataset
-from components.keypoints import PERSON_CATEGORY
+from components.keypoints import COCO_PERSON
 
 
 def _write_coco(path: Path, num_images: int, seed: int, unlabeled_every: int = 4) -> dict[str, Any]:
@@ -41,7 +41,7 @@ def _write_coco(path: Path, num_images: int, seed: int, unlabeled_every: int = 4
         "licenses": [],
         "images": images,
         "annotations": annotations,
-        "categories": [PERSON_CATEGORY],
+        "categories": [COCO_PERSON.coco_category()],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(coco))
@@ -93,7 +93,7 @@ def test_unlabeled_people_keep_boxes_but_lose_keypoints(coco_set: tuple[Path, Pa
         assert ann["bbox"] == original[ann["id"]]["bbox"]
     labeled = json.loads(files.labeled_ann.read_text())
     assert all(a == original[a["id"]] for a in labeled["annotations"])  # labeled people untouched
-    assert labeled["categories"] == [PERSON_CATEGORY] and labeled["info"] == {"description": "split test"}
+    assert labeled["categories"] == [COCO_PERSON.coco_category()] and labeled["info"] == {"description": "split test"}
 
 
 def test_same_seed_same_files_other_seed_other_subset(coco_set: tuple[Path, Path, dict], tmp_path: Path) -> None:
@@ -175,6 +175,9 @@ def test_cli_split_prints_counts_and_writes_manifest(coco_set: tuple[Path, Path,
     from cli.main import cli
 
     root = coco_set[0].parent.parent
+    for split in ("train", "val"):  # the folders the short form names (split copies them into its cache)
+        (root / split).mkdir(exist_ok=True)
+        (root / split / "000001.jpg").write_bytes(b"not needed by the split")
     out = tmp_path / "cli-split"
     args = [
         "data",
@@ -183,6 +186,8 @@ def test_cli_split_prints_counts_and_writes_manifest(coco_set: tuple[Path, Path,
         str(root),
         "--out",
         str(out),
+        "--set",
+        f"data.cache_dir={tmp_path / 'cache'}",
         "--set",
         "data.num_labeled=6",
         "--set",

@@ -23,7 +23,7 @@ from components.data.synthetic.person import (
     sample_appearance,
 )
 from components.data.synthetic.scene import SceneLayer, render_layers
-from components.keypoints import FLIP_PAIRS, KEYPOINT_NAMES, PERSON_CATEGORY
+from components.keypoints import COCO_NAMES, COCO_PERSON
 
 SIZE = (96, 128)
 
@@ -68,7 +68,7 @@ def test_annotations_are_consistent_coco(dataset):
         ann_file = dataset / "annotations" / f"person_keypoints_{split}.json"
         coco = COCO(str(ann_file))
         raw = json.loads(ann_file.read_text())
-        assert raw["categories"] == [PERSON_CATEGORY]
+        assert raw["categories"] == [COCO_PERSON.coco_category()]
         assert len(coco.getImgIds()) == count
         ids = [a["id"] for a in raw["annotations"]]
         assert len(ids) == len(set(ids)) and len(ids) > 0
@@ -105,7 +105,7 @@ def test_visibility_matches_the_rendered_label_map(scenes):
                 under = scene.labels[int(np.rint(y)), int(np.rint(x))]
                 owner, part = under // PARTS_PER_PERSON - 1, under % PARTS_PER_PERSON
                 if v == 2:
-                    assert owner == person.slot and part in KEYPOINT_PARTS[k], (KEYPOINT_NAMES[k], owner, part)
+                    assert owner == person.slot and part in KEYPOINT_PARTS[k], (COCO_NAMES[k], owner, part)
                 elif owner != person.slot:
                     covered_by_others += 1
                 else:  # hidden by its own body: another limb, the back of the head, or the far side of the trunk
@@ -179,7 +179,7 @@ def test_left_and_right_are_not_told_apart_by_colour(scenes):
         for person in scene.people:
             if not person.annotated or person.bbox[3] < 40:
                 continue
-            for left, right in FLIP_PAIRS[2:]:  # shoulders to ankles
+            for left, right in COCO_PERSON.flip_pairs[2:]:  # shoulders to ankles
                 (lx, ly, lv), (rx, ry, rv) = person.keypoints[left], person.keypoints[right]
                 if lv == 2 and rv == 2:
                     lp = image[int(ly) : int(ly) + 3, int(lx) : int(lx) + 3].reshape(-1, 3).mean(0)

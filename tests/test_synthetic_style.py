@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from components.config import load_config
 from components.data.prepare import synthesise_if_missing
 from components.data.synthetic import STYLES, generate_dataset, render_scene
 from components.data.synthetic.background import OCCLUDER_LABEL
+from components.data.synthetic.folder import NotOurFolderError
 from components.data.synthetic.person import face_facing
 from components.data.synthetic.scene import sample_layers
 
@@ -90,13 +92,18 @@ def test_a_synthetic_set_drawn_with_other_settings_is_redrawn_and_a_matching_one
 
 
 def test_a_users_own_data_is_never_overwritten(tmp_path):
-    root = tmp_path / "mine"
-    generate_dataset(root, 2, 1, seed=0, image_size=(96, 128), workers=1)
+    drawn = tmp_path / "drawn"
+    generate_dataset(drawn, 2, 1, seed=0, image_size=(96, 128), workers=1)
+    root = tmp_path / "mine"  # the same layout and files, but not a folder trs-pose drew into
+    shutil.copytree(drawn, root, ignore=shutil.ignore_patterns(".trs-pose-synthetic.json"))
     for split in ("train", "val"):
         path = root / "annotations" / f"person_keypoints_{split}.json"
         coco = json.loads(path.read_text())
         coco["info"] = {"description": "my own labels"}
         path.write_text(json.dumps(coco))
-    before = (root / "annotations/person_keypoints_train.json").read_bytes()
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
     assert synthesise_if_missing(_data_cfg(root, "easy")) is False
-    assert (root / "annotations/person_keypoints_train.json").read_bytes() == before
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before
+    with pytest.raises(NotOurFolderError, match="never written to"):
+        generate_dataset(root, 2, 1, seed=1, workers=1)
+    assert {p: p.read_bytes() for p in root.rglob("*") if p.is_file()} == before

@@ -18,7 +18,7 @@ from components.data.transforms import (
     to_tensor,
     warp,
 )
-from components.keypoints import LOWER_BODY, UPPER_BODY
+from components.keypoints import COCO_PERSON
 
 INPUT_SIZE = (256, 192)
 
@@ -92,17 +92,17 @@ def person_keypoints(labeled: list[int]) -> np.ndarray:
 
 def test_half_body_needs_enough_labeled_keypoints() -> None:
     keypoints = person_keypoints(list(range(7)))
-    assert half_body_view(keypoints, np.random.default_rng(0), 0.75) is None
+    assert half_body_view(keypoints, np.random.default_rng(0), 0.75, COCO_PERSON) is None
 
 
 def test_half_body_view_covers_one_half_of_the_body() -> None:
     keypoints = person_keypoints(list(range(17)))
     halves = set()
     for seed in range(20):
-        view = half_body_view(keypoints, np.random.default_rng(seed), 0.75)
+        view = half_body_view(keypoints, np.random.default_rng(seed), 0.75, COCO_PERSON)
         assert view is not None
         np.testing.assert_allclose(view.scale[0] / view.scale[1], 0.75)
-        for name, part in (("upper", UPPER_BODY), ("lower", LOWER_BODY)):
+        for name, part in (("upper", COCO_PERSON.upper_body), ("lower", COCO_PERSON.lower_body)):
             points = keypoints[list(part), :2]
             center, scale = box_to_center_scale([*points.min(0), *(points.max(0) - points.min(0))], 0.75, 1.5)
             if np.allclose(view.center, center):

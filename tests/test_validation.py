@@ -115,14 +115,24 @@ def _unlisted_image(coco: dict[str, Any]) -> str:
     return f"annotation {ann['id']}"
 
 
-def _no_person_category(coco: dict[str, Any]) -> str:
-    coco["categories"][0]["name"] = "pedestrian"
+def _two_keypoint_categories(coco: dict[str, Any]) -> str:
+    coco["categories"].append({**coco["categories"][0], "id": 2, "name": "hand"})
     return "categories"
 
 
-def _wrong_keypoint_names(coco: dict[str, Any]) -> str:
-    names = coco["categories"][0]["keypoints"]
-    names[1], names[2] = names[2], names[1]
+def _no_keypoint_category(coco: dict[str, Any]) -> str:
+    coco["categories"][0]["keypoints"] = []
+    return "categories"
+
+
+def _left_without_right(coco: dict[str, Any]) -> str:
+    coco["categories"][0]["keypoints"][2] = "middle_eye"  # right_eye gone: left_eye has no twin
+    return f"category {coco['categories'][0]['id']}"
+
+
+def _fewer_names_than_keypoints(coco: dict[str, Any]) -> str:
+    coco["categories"][0]["keypoints"] = coco["categories"][0]["keypoints"][:13]
+    coco["categories"][0]["skeleton"] = []
     return f"category {coco['categories'][0]['id']}"
 
 
@@ -173,8 +183,10 @@ CORPUS: dict[str, tuple[Callable[[dict[str, Any]], str], str]] = {
     "bbox_zero_width": (_field("annotations", "bbox", [5.0, 5.0, 0.0, 10.0]), "bbox.non_positive"),
     "area_zero": (_field("annotations", "area", 0), "area.non_positive"),
     "unknown_category": (_field("annotations", "category_id", 99), "annotation.category_unknown"),
-    "no_person_category": (_no_person_category, "category.missing_person"),
-    "keypoint_names_swapped": (_wrong_keypoint_names, "category.keypoint_names"),
+    "two_keypoint_categories": (_two_keypoint_categories, "category.keypoints"),
+    "no_keypoint_category": (_no_keypoint_category, "category.keypoints"),
+    "left_without_right": (_left_without_right, "category.keypoint_set"),
+    "names_fewer_than_keypoints": (_fewer_names_than_keypoints, "category.keypoint_count"),
     "no_annotations_key": (_drop_annotations, "schema.missing_key"),
 }
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from components.config import ExperimentConfig, load_config
 from components.data.split import SplitFiles
-from components.keypoints import PERSON_CATEGORY, SKELETON
+from components.keypoints import COCO_PERSON, COCO_SKELETON
 
 # COCO keypoint order, (x, y) as fractions of the person box; the person faces the camera
 TEMPLATE = np.array(
@@ -37,7 +37,7 @@ TEMPLATE = np.array(
 )
 
 
-SKELETON_ZERO_BASED = [(a - 1, b - 1) for a, b in SKELETON]  # components.keypoints keeps COCO's 1-based limbs
+SKELETON_ZERO_BASED = [(a - 1, b - 1) for a, b in COCO_SKELETON]  # components.keypoints keeps COCO's 1-based limbs
 
 
 def _person(rng: np.random.Generator, width: int, height: int) -> tuple[np.ndarray, list[float]]:
@@ -55,7 +55,7 @@ def person_annotation(
     return {
         "id": ann_id,
         "image_id": image_id,
-        "category_id": PERSON_CATEGORY["id"],
+        "category_id": COCO_PERSON.coco_category()["id"],
         "keypoints": keypoints,
         "num_keypoints": sum(1 for v in keypoints[2::3] if v > 0),
         "area": area,
@@ -82,7 +82,7 @@ def write_coco(root: Path, num_images: int, seed: int, size: tuple[int, int] = (
         keypoints = np.concatenate([xy, np.full((17, 1), 2.0)], axis=1)
         flat = [round(float(v), 2) for v in keypoints.ravel()]
         annotations.append(person_annotation(100 + image_id, image_id, flat, box, box[2] * box[3]))
-    return {"images": images, "annotations": annotations, "categories": [PERSON_CATEGORY]}
+    return {"images": images, "annotations": annotations, "categories": [COCO_PERSON.coco_category()]}
 
 
 def _subset(coco: dict[str, Any], image_ids: set[int], strip_labels: bool = False) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from components.data.geometry import apply_affine, compose_affine, invert_affine
 from components.data.records import PersonRecord, RecordError, load_detection_records, load_person_records
 from components.data.transforms import View, base_view, half_body_view, photometric, sample_view, to_tensor, warp
 from components.heatmap_codec import gaussian_heatmaps
-from components.keypoints import FLIP_INDEX
 
 Item = dict[str, torch.Tensor]
 
@@ -68,12 +67,13 @@ def _box(view: View) -> Item:
 
 
 class PersonCropDataset(Dataset[Item]):
-    """What the three datasets share: records, crop geometry and the per-item random stream."""
+    """What the three datasets share: records, crop geometry, the keypoint set and the per-item random stream."""
 
     def __init__(self, records: list[PersonRecord], cfg: ExperimentConfig, seed: int, source: str | Path) -> None:
         if not records:
             raise RecordError(source, "<annotations>", f"no usable person for {type(self).__name__}")
         self.records = records
+        self.keypoints = cfg.keypoints.keypoint_set()
         self.input_cfg = cfg.input
         self.augment_cfg = cfg.augment
         self.seed = int(seed)
@@ -101,7 +101,9 @@ class LabeledPoseDataset(PersonCropDataset):
     def __init__(
         self, ann_file: str | Path, image_dir: str | Path, cfg: ExperimentConfig, seed: int = 0, augment: bool = True
     ) -> None:
-        records = load_person_records(ann_file, image_dir, min_keypoints=cfg.data.min_keypoints)
+        records = load_person_records(
+            ann_file, image_dir, min_keypoints=cfg.data.min_keypoints, keypoints=cfg.keypoints.keypoint_set()
+        )
         super().__init__(records, cfg, seed, ann_file)
         self.augment = augment
 
@@ -111,7 +113,7 @@ class LabeledPoseDataset(PersonCropDataset):
             return view
         aug = self.augment_cfg
         if rng.random() < aug.half_body_prob:
-            view = half_body_view(record.keypoints, rng, self.input_cfg.aspect_ratio) or view
+            view = half_body_view(record.keypoints, rng, self.input_cfg.aspect_ratio, self.keypoints) or view
         return sample_view(view, rng, aug.scale_factor, aug.rotation, aug.rotation_prob, 0.5 if aug.flip else 0.0)
 
     def __getitem__(self, index: int) -> Item:
@@ -124,7 +126,7 @@ class LabeledPoseDataset(PersonCropDataset):
         keypoints = record.keypoints.astype(np.float64)
         keypoints[:, :2] = apply_affine(keypoints[:, :2], affine)
         if view.flip:
-            keypoints = keypoints[FLIP_INDEX]
+            keypoints = keypoints[self.keypoints.flip_index]
         target, weight = gaussian_heatmaps(
             keypoints, self.input_cfg.heatmap_size, self.input_cfg.heatmap_stride, self.input_cfg.sigma
         )
@@ -143,11 +145,26 @@ class UnlabeledPairDataset(PersonCropDataset):
     """Every non-crowd person box as an easy view (mild affine) and a hard view (strong affine + photometric).
 
     `easy_to_hard` maps easy-crop input pixels to hard-crop input pixels, mirror included; when
-    `flipped` is true a pseudo-heatmap carried across must also swap channels with `FLIP_INDEX`.
+    `flipped` is true a pseudo-heatmap carried across must also swap channels with the set's `flip_index`.
+    Several (annotation file, image folder) sources are one dataset: the unlabeled part of the labeled
+    file and the raw unlabeled images, say.
     """
 
-    def __init__(self, ann_file: str | Path, image_dir: str | Path, cfg: ExperimentConfig, seed: int = 0) -> None:
-        super().__init__(load_person_records(ann_file, image_dir, min_keypoints=0), cfg, seed, ann_file)
+    def __init__(
+        self,
+        ann_file: str | Path | list[tuple[Path, Path]],
+        image_dir: str | Path | None,
+        cfg: ExperimentConfig,
+        seed: int = 0,
+    ) -> None:
+        sources = ann_file if isinstance(ann_file, list) else [(Path(ann_file), Path(image_dir or "."))]
+        keypoints = cfg.keypoints.keypoint_set()
+        records = [
+            record
+            for ann, images in sources
+            for record in load_person_records(ann, images, min_keypoints=0, keypoints=keypoints)
+        ]
+        super().__init__(records, cfg, seed, sources[0][0])
 
     def sample_views(self, record: PersonRecord, rng: np.random.Generator) -> tuple[View, View, View]:
         """(base, easy, hard) views; both augmented views are drawn independently from the base box."""
@@ -194,7 +211,9 @@ class EvalPoseDataset(PersonCropDataset):
         records: list[PersonRecord] | None = None,
     ) -> None:
         if records is None:
-            records = load_person_records(ann_file, image_dir, min_keypoints=min_keypoints)
+            records = load_person_records(
+                ann_file, image_dir, min_keypoints=min_keypoints, keypoints=cfg.keypoints.keypoint_set()
+            )
         super().__init__(records, cfg, seed, ann_file)
 
     @classmethod
@@ -208,7 +227,9 @@ class EvalPoseDataset(PersonCropDataset):
         min_score: float = 0.0,
     ) -> EvalPoseDataset:
         """Boxes from a COCO detection-results JSON (`ann_id` -1, `score` the detector's)."""
-        records = load_detection_records(det_file, ann_file, image_dir, min_score=min_score)
+        records = load_detection_records(
+            det_file, ann_file, image_dir, min_score=min_score, keypoints=cfg.keypoints.keypoint_set()
+        )
         return cls(det_file, image_dir, cfg, seed, records=records)
 
     def __getitem__(self, index: int) -> Item:

@@ -38,7 +38,6 @@ from components.data.device_views import (
 from components.data.records import RecordError
 from components.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from components.heatmap_codec import gaussian_targets
-from components.keypoints import FLIP_INDEX
 
 Batch = dict[str, Any]
 
@@ -58,7 +57,8 @@ class DeviceBatchMaker:
         self.input_cfg, self.augment_cfg, self.device = cfg.input, cfg.augment, device
         self.mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1)
-        self.flip_index = torch.as_tensor(FLIP_INDEX, device=device)
+        self.keypoints = cfg.keypoints.keypoint_set()
+        self.flip_index = torch.as_tensor(self.keypoints.flip_index, device=device)
 
     # decoding -------------------------------------------------------------------------------------
     def decode(self, raw: Batch) -> torch.Tensor:
@@ -112,7 +112,7 @@ class DeviceBatchMaker:
         keypoints = raw["keypoints"].to(self.device)
         draws = self._uniforms(keypoints.shape[0], 6, generator).to(self.device)
         base = base_views(raw["bbox"].to(self.device), size.aspect_ratio, size.box_padding)
-        half, exists = half_body_views(keypoints, draws[:, 1], size.aspect_ratio)
+        half, exists = half_body_views(keypoints, draws[:, 1], size.aspect_ratio, self.keypoints)
         took_half = (draws[:, 0] < aug.half_body_prob) & exists
         view = where_views(took_half, half, base)
         flip_prob = 0.5 if aug.flip else 0.0

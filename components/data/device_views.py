@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from components.data.geometry import boxes_to_centers_scales
 from components.data.transforms import HALF_BODY_EXPAND, HALF_BODY_MIN_PART, HALF_BODY_MIN_VISIBLE
-from components.keypoints import LOWER_BODY, NUM_KEYPOINTS, UPPER_BODY
+from components.keypoints import KeypointSet
 
 # ITU-R BT.601 luma weights, the same as `transforms.photometric`
 _LUMA = (0.299, 0.587, 0.114)
@@ -86,30 +86,32 @@ def sample_views(
     return ViewBatch(views.center, views.scale * zoom[:, None], angle, flip_u < flip_prob)
 
 
-def _part_mask(indices: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    mask = torch.zeros(NUM_KEYPOINTS, dtype=torch.bool, device=device)
+def _part_mask(indices: tuple[int, ...], num_keypoints: int, device: torch.device) -> torch.Tensor:
+    mask = torch.zeros(num_keypoints, dtype=torch.bool, device=device)
     mask[list(indices)] = True
     return mask
 
 
 def half_body_views(
-    keypoints: torch.Tensor, pick_upper_u: torch.Tensor, aspect_ratio: float
+    keypoints: torch.Tensor, pick_upper_u: torch.Tensor, aspect_ratio: float, keypoint_set: KeypointSet
 ) -> tuple[ViewBatch, torch.Tensor]:
     """Batched `transforms.half_body_view` for keypoints [B, K, 3]: the views and where one exists [B].
 
     The upper half is tried when `pick_upper_u < 0.5` and has enough labeled keypoints, else the
-    lower, else the upper again, as on the CPU; where neither qualifies the view is garbage and
-    the returned mask is false.
+    lower, else the upper again, as on the CPU; where neither qualifies (or the set has no upper
+    body) the view is garbage and the returned mask is false.
     """
     device = keypoints.device
     labeled = keypoints[..., 2] > 0
-    upper = labeled & _part_mask(UPPER_BODY, device)
-    lower = labeled & _part_mask(LOWER_BODY, device)
+    num_keypoints = keypoints.shape[1]
+    upper = labeled & _part_mask(keypoint_set.upper_body, num_keypoints, device)
+    lower = labeled & _part_mask(keypoint_set.lower_body, num_keypoints, device)
     n_upper, n_lower = upper.sum(1), lower.sum(1)
     first_upper = (pick_upper_u < 0.5) & (n_upper >= HALF_BODY_MIN_PART)
     use_upper = first_upper | (n_lower < HALF_BODY_MIN_PART)
     part = torch.where(use_upper[:, None], upper, lower)
     exists = (labeled.sum(1) >= HALF_BODY_MIN_VISIBLE) & (part.sum(1) >= HALF_BODY_MIN_PART)
+    exists &= bool(keypoint_set.upper_body)
     points = keypoints[..., :2].to(torch.float64)
     low = torch.where(part[..., None], points, math.inf).amin(1)
     high = torch.where(part[..., None], points, -math.inf).amax(1)

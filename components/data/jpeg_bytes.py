@@ -14,13 +14,14 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from components.keypoints import KeypointSet
 from components.data.records import PersonRecord, RecordError, load_person_records
 
 JpegItem = dict[str, Any]
 
 
 class JpegBytesDataset(Dataset[JpegItem]):
-    """Items of file bytes (uint8 [N]), keypoints [17, 3], box (x, y, w, h) and ids of one person each."""
+    """Items of file bytes (uint8 [N]), keypoints [K, 3], box (x, y, w, h) and ids of one person each."""
 
     def __init__(self, records: list[PersonRecord], source: str | Path) -> None:
         if not records:
@@ -28,8 +29,21 @@ class JpegBytesDataset(Dataset[JpegItem]):
         self.records = records
 
     @classmethod
-    def from_annotations(cls, ann_file: str | Path, image_dir: str | Path, min_keypoints: int) -> JpegBytesDataset:
-        return cls(load_person_records(ann_file, image_dir, min_keypoints=min_keypoints), ann_file)
+    def from_annotations(
+        cls,
+        ann_file: str | Path | list[tuple[Path, Path]],
+        image_dir: str | Path | None,
+        min_keypoints: int,
+        keypoints: KeypointSet | None = None,
+    ) -> JpegBytesDataset:
+        """The people of one (annotation file, image folder), or of several concatenated."""
+        sources = ann_file if isinstance(ann_file, list) else [(Path(ann_file), Path(image_dir or "."))]
+        records = [
+            record
+            for ann, images in sources
+            for record in load_person_records(ann, images, min_keypoints=min_keypoints, keypoints=keypoints)
+        ]
+        return cls(records, sources[0][0])
 
     def __len__(self) -> int:
         return len(self.records)

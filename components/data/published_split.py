@@ -1,11 +1,12 @@
 """A split on S3 for training pods: published by the pipeline, fetched and hash-checked by the pod.
 
 The pod trains on exactly the split the pipeline validated and recorded, not on one it would make
-again from `data.root` (which may have changed since). The pipeline uploads the split's annotation
-files and manifest to `s3://BUCKET/splits/<manifest sha256>/` and the images to a prefix named by
-the dataset's content fingerprint (uploaded once, shared by every split of that data), then hands
-the pod the URIs together with the sha256 of every file as the manifest recorded it. The pod checks
-each download against those hashes, never against a manifest it downloaded itself.
+again from the data's locations (which may have changed since). The pipeline uploads the split's
+annotation files and manifest to `s3://BUCKET/splits/<manifest sha256>/` and each image folder (the
+training images, the validation images and the pool of raw unlabeled images) to a prefix named by
+its content fingerprint (uploaded once, shared by every split of that data), then hands the pod the
+URIs together with the sha256 of every file as the manifest recorded it. The pod checks each
+download against those hashes, never against a manifest it downloaded itself.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ SPLIT_FILES = {
     "val.json": "val_ann",
     "manifest.json": "manifest",
 }
+POOL_FILE = "unlabeled_pool.json"  # present when the run has raw unlabeled images
+IMAGE_FOLDERS = ("train_images", "val_images", "pool_images")
 
 
 class SplitIntegrityError(TrsPoseError, ValueError):
@@ -42,9 +45,7 @@ class SplitIntegrityError(TrsPoseError, ValueError):
 class PublishedSplit:
     uri: str  # s3://bucket/splits/<manifest sha256>
     sha256: dict[str, str]  # file name under `uri` -> sha256, from the manifest the pipeline recorded
-    images_uri: str  # s3://bucket/datasets/<fingerprint>; train and val images below it
-    train_images: str  # folder of the training images, relative to images_uri
-    val_images: str
+    images: dict[str, str]  # "train_images", "val_images" (and "pool_images") -> s3://bucket/datasets/<fingerprint>
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -57,33 +58,24 @@ class PublishedSplit:
             raise SplitIntegrityError(f"{SPLIT_ENV}: not a published split ({exc})") from exc
 
 
-def _relative_images(images: Path, root: Path) -> str:
-    try:
-        return images.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError as exc:
-        raise SplitIntegrityError(f"{images}: the images are not inside the dataset root {root}") from exc
-
-
-def _upload_missing(client: Any, local_root: Path, folders: list[Path], target: S3Uri, workers: int) -> int:
-    """Upload every file under `folders` that is not at the same key with the same size; returns the count."""
+def _upload_missing(client: Any, folder: Path, target: S3Uri, workers: int) -> int:
+    """Upload every file under `folder` that is not at the same key with the same size; returns the count."""
     present = {obj["Key"]: int(obj["Size"]) for obj in iter_objects(client, target.join(""))}
     todo = [
         path
-        for folder in folders
         for path in sorted(folder.rglob("*"))
-        if path.is_file()
-        and present.get(target.join(path.relative_to(local_root).as_posix()).key) != path.stat().st_size
+        if path.is_file() and present.get(target.join(path.relative_to(folder).as_posix()).key) != path.stat().st_size
     ]
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        list(pool.map(lambda p: upload_file(client, p, target.join(p.relative_to(local_root).as_posix())), todo))
+        list(pool.map(lambda p: upload_file(client, p, target.join(p.relative_to(folder).as_posix())), todo))
     return len(todo)
 
 
-def publish_split(
-    split: SplitFiles, dataset_root: str | Path, client: Any, bucket: str, workers: int = 8
-) -> PublishedSplit:
-    """Upload the split (annotations + manifest) and, once per dataset, its images."""
-    root = Path(dataset_root)
+def publish_split(split: SplitFiles, client: Any, bucket: str, workers: int = 8) -> PublishedSplit:
+    """Upload the split (annotations + manifest) and, once per content, each image folder.
+
+    The image folders are cache entries named by their content fingerprint, so the prefix they go
+    to names their content too."""
     manifest = json.loads(Path(split.manifest).read_text())
     recorded = {name: entry["sha256"] for name, entry in manifest["outputs"].items()}
     hashes = {
@@ -94,6 +86,9 @@ def publish_split(
         "manifest.json": sha256_file(split.manifest),
     }
     local = {name: Path(getattr(split, field)) for name, field in SPLIT_FILES.items()}
+    if split.pool_ann is not None:
+        hashes[POOL_FILE] = recorded["pool_ann"]
+        local[POOL_FILE] = Path(split.pool_ann)
     for name, path in local.items():  # what goes up must be what the manifest recorded
         actual = sha256_file(path)
         if actual != hashes[name]:
@@ -101,16 +96,15 @@ def publish_split(
     split_uri = S3Uri(bucket, f"{SPLITS_PREFIX}/{hashes['manifest.json']}")
     for name, path in local.items():
         upload_file(client, path, split_uri.join(name))
-    images_uri = S3Uri(bucket, f"{DATASETS_PREFIX}/{root.resolve().name}")
-    train_images, val_images = Path(split.train_images), Path(split.val_images)
-    _upload_missing(client, root, sorted({train_images, val_images}), images_uri, workers)
-    return PublishedSplit(
-        str(split_uri),
-        hashes,
-        str(images_uri),
-        _relative_images(train_images, root),
-        _relative_images(val_images, root),
-    )
+    images: dict[str, str] = {}
+    for field in IMAGE_FOLDERS:
+        folder = getattr(split, field)
+        if folder is None:
+            continue
+        target = S3Uri(bucket, f"{DATASETS_PREFIX}/{Path(folder).resolve().name}")
+        _upload_missing(client, Path(folder), target, workers)
+        images[field] = str(target)
+    return PublishedSplit(str(split_uri), hashes, images)
 
 
 def _download_prefix(client: Any, prefix: S3Uri, target: Path, workers: int) -> None:
@@ -133,7 +127,8 @@ def fetch_split(published: PublishedSplit, target: str | Path, client: Any, work
     SplitIntegrityError naming the file and both hashes on the first mismatch."""
     target = Path(target)
     split_uri = S3Uri.parse(published.uri)
-    for name in SPLIT_FILES:
+    names = [*SPLIT_FILES, *([POOL_FILE] if "pool_images" in published.images else [])]
+    for name in names:
         if name not in published.sha256:
             raise SplitIntegrityError(f"{SPLIT_ENV}: no recorded sha256 for {name}")
         local = download_file(client, split_uri.join(name), target / "split" / name)
@@ -143,16 +138,42 @@ def fetch_split(published: PublishedSplit, target: str | Path, client: Any, work
                 f"{split_uri.join(name)}: sha256 {actual} but the pipeline recorded {published.sha256[name]}; "
                 "the split changed after it was validated, refusing to train on it"
             )
-    _download_prefix(client, S3Uri.parse(published.images_uri), target / "images", workers)
-    return split_files_in(published, target)
+    for field, uri in published.images.items():
+        _download_prefix(client, S3Uri.parse(uri), target / "images" / field, workers)
+    files = split_files_in(published, target)
+    if files.pool_ann is not None and files.pool_images is not None:
+        _check_pool_images(files.pool_ann, files.pool_images, workers)
+    return files
+
+
+def _check_pool_images(pool_ann: Path, folder: Path, workers: int) -> None:
+    """Each raw unlabeled image against the sha256 its (hash-checked) pool file records."""
+    images = json.loads(pool_ann.read_text())["images"]
+
+    def mismatch(image: dict[str, Any]) -> str | None:
+        path = folder / image["file_name"]
+        actual = sha256_file(path) if path.is_file() else "missing"
+        return None if actual == image["sha256"] else f"{path}: sha256 {actual}, the pipeline recorded {image['sha256']}"
+
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        problems = [problem for problem in pool.map(mismatch, images) if problem is not None]
+    if problems:
+        raise SplitIntegrityError(f"{problems[0]} (and {len(problems) - 1} more); refusing to train on it")
 
 
 def split_files_in(published: PublishedSplit, target: str | Path) -> SplitFiles:
     """Where `fetch_split` put everything (for the other processes of a node, which wait for it)."""
     target = Path(target)
     files = {field: target / "split" / name for name, field in SPLIT_FILES.items()}
-    images = target / "images"
-    return SplitFiles(**files, train_images=images / published.train_images, val_images=images / published.val_images)
+    folders = {field: target / "images" / field for field in published.images}
+    pool = "pool_images" in published.images
+    return SplitFiles(
+        **files,
+        train_images=folders["train_images"],
+        val_images=folders["val_images"],
+        pool_ann=target / "split" / POOL_FILE if pool else None,
+        pool_images=folders.get("pool_images"),
+    )
 
 
 def published_split_from_env(environ: dict[str, str] | None = None) -> PublishedSplit | None:

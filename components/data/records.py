@@ -17,9 +17,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from components.errors import TrsPoseError
-from components.keypoints import NUM_KEYPOINTS, PERSON_CATEGORY
+from components.keypoints import COCO_PERSON, KeypointSet, KeypointSetError, category_names, differences, keypoint_category
 
-PERSON_CATEGORY_ID: int = PERSON_CATEGORY["id"]
 MIN_BOX_SIDE = 1.0  # pixels; thinner boxes (after clipping to the image) cannot be cropped
 
 
@@ -33,7 +32,7 @@ class RecordError(TrsPoseError, ValueError):
 
 @dataclass(frozen=True)
 class PersonRecord:
-    """One person to crop. `keypoints` is [17, 3] (x, y, visibility) in image pixels, zeros if unlabeled."""
+    """One person (or other subject) to crop. `keypoints` is [K, 3] (x, y, visibility) in image pixels, zeros if unlabeled."""
 
     image_path: Path
     image_id: int
@@ -88,13 +87,13 @@ def _parse_box(path: Path, where: str, raw: Any) -> list[float]:
     return [float(v) for v in raw]
 
 
-def _parse_keypoints(path: Path, where: str, raw: Any) -> NDArray[np.float32]:
+def _parse_keypoints(path: Path, where: str, raw: Any, num_keypoints: int) -> NDArray[np.float32]:
     if raw is None:
-        return np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32)
-    if not isinstance(raw, list) or len(raw) != NUM_KEYPOINTS * 3:
-        raise RecordError(path, where, f"keypoints must be a list of {NUM_KEYPOINTS * 3} numbers")
+        return np.zeros((num_keypoints, 3), dtype=np.float32)
+    if not isinstance(raw, list) or len(raw) != num_keypoints * 3:
+        raise RecordError(path, where, f"keypoints must be a list of {num_keypoints * 3} numbers ({num_keypoints} x, y, v)")
     try:
-        keypoints = np.asarray(raw, dtype=np.float32).reshape(NUM_KEYPOINTS, 3)
+        keypoints = np.asarray(raw, dtype=np.float32).reshape(num_keypoints, 3)
     except (TypeError, ValueError) as exc:
         raise RecordError(path, where, "keypoints must be numbers") from exc
     if not np.all(np.isfinite(keypoints)):
@@ -112,11 +111,37 @@ def _image_of(path: Path, where: str, images: dict[int, dict[str, Any]], image_i
         raise RecordError(path, where, f"image_id {image_id!r} is not listed in the images table") from exc
 
 
-def load_person_records(ann_file: str | Path, image_dir: str | Path, min_keypoints: int = 0) -> list[PersonRecord]:
+def file_keypoint_set(path: Path, coco: Any, expected: KeypointSet | None) -> tuple[int, int]:
+    """(K, category id) of the file's keypoint category, checked against `expected` when given.
+
+    A file without a `categories` list is taken to be of the expected set (COCO's person by default).
+    """
+    categories = coco.get("categories") if isinstance(coco, dict) else None
+    if categories is None:
+        fallback = expected or COCO_PERSON
+        return fallback.num_keypoints, fallback.category_id
+    try:
+        category = keypoint_category(categories, str(path))
+        names = category_names(category, str(path))
+    except KeypointSetError as exc:
+        raise RecordError(path, "categories", str(exc).removeprefix(f"{path}: ")) from None
+    if expected is not None:
+        problem = differences(expected, names)
+        if problem is not None:
+            raise RecordError(
+                path, "categories", f"the keypoints are not the run's {expected.summary()}: {problem}"
+            )
+    return len(names), int(category.get("id", 1))
+
+
+def load_person_records(
+    ann_file: str | Path, image_dir: str | Path, min_keypoints: int = 0, keypoints: KeypointSet | None = None
+) -> list[PersonRecord]:
     """Every non-crowd person of a COCO keypoint file with at least `min_keypoints` labeled keypoints.
 
-    `min_keypoints=0` keeps box-only people too (the unlabeled split carries no keypoints).
-    Records come sorted by (image_id, ann_id) so dataset indices are stable across runs.
+    `min_keypoints=0` keeps box-only people too (the unlabeled split carries no keypoints). With
+    `keypoints`, a file of another keypoint set is refused. Records come sorted by (image_id, ann_id)
+    so dataset indices are stable across runs.
     """
     path, image_dir = Path(ann_file), Path(image_dir)
     coco = _load_json(path)
@@ -124,17 +149,18 @@ def load_person_records(ann_file: str | Path, image_dir: str | Path, min_keypoin
     annotations = coco.get("annotations") if isinstance(coco, dict) else None
     if not isinstance(annotations, list):
         raise RecordError(path, "<top level>", "a COCO file needs an 'annotations' list")
+    num_keypoints, category_id = file_keypoint_set(path, coco, keypoints)
     records: list[PersonRecord] = []
     for position, ann in enumerate(annotations):
         where = f"annotations[{position}] (id {ann.get('id') if isinstance(ann, dict) else '?'})"
         if not isinstance(ann, dict) or not {"id", "image_id", "bbox"} <= ann.keys():
             raise RecordError(path, where, "an annotation needs id, image_id and bbox")
-        if ann.get("iscrowd", 0) or ann.get("category_id", PERSON_CATEGORY_ID) != PERSON_CATEGORY_ID:
+        if ann.get("iscrowd", 0) or ann.get("category_id", category_id) != category_id:
             continue
         image = _image_of(path, where, images, ann["image_id"])
-        keypoints = _parse_keypoints(path, where, ann.get("keypoints"))
+        keypoints_array = _parse_keypoints(path, where, ann.get("keypoints"), num_keypoints)
         box = _clipped_box(_parse_box(path, where, ann["bbox"]), image)
-        if box is None or np.count_nonzero(keypoints[:, 2] > 0) < min_keypoints:
+        if box is None or np.count_nonzero(keypoints_array[:, 2] > 0) < min_keypoints:
             continue
         records.append(
             PersonRecord(
@@ -142,7 +168,7 @@ def load_person_records(ann_file: str | Path, image_dir: str | Path, min_keypoin
                 image_id=int(ann["image_id"]),
                 ann_id=int(ann["id"]),
                 bbox=box,
-                keypoints=keypoints,
+                keypoints=keypoints_array,
                 score=1.0,
                 area=float(ann.get("area", box[2] * box[3])),
             )
@@ -152,11 +178,17 @@ def load_person_records(ann_file: str | Path, image_dir: str | Path, min_keypoin
 
 
 def load_detection_records(
-    det_file: str | Path, ann_file: str | Path, image_dir: str | Path, min_score: float = 0.0
+    det_file: str | Path,
+    ann_file: str | Path,
+    image_dir: str | Path,
+    min_score: float = 0.0,
+    keypoints: KeypointSet | None = None,
 ) -> list[PersonRecord]:
-    """Person boxes from a COCO detection-results JSON; `ann_file` supplies image names and sizes."""
+    """Subject boxes from a COCO detection-results JSON; `ann_file` supplies image names, sizes and the keypoint set."""
     path = Path(det_file)
-    images = _image_table(Path(ann_file), _load_json(Path(ann_file)))
+    coco = _load_json(Path(ann_file))
+    images = _image_table(Path(ann_file), coco)
+    num_keypoints, category_id = file_keypoint_set(Path(ann_file), coco, keypoints)
     detections = _load_json(path)
     if not isinstance(detections, list):
         raise RecordError(path, "<top level>", "detection results are a JSON list of {image_id, bbox, score}")
@@ -165,7 +197,7 @@ def load_detection_records(
         where = f"detections[{position}]"
         if not isinstance(det, dict) or not {"image_id", "bbox", "score"} <= det.keys():
             raise RecordError(path, where, "a detection needs image_id, bbox and score")
-        if det.get("category_id", PERSON_CATEGORY_ID) != PERSON_CATEGORY_ID:
+        if det.get("category_id", category_id) != category_id:
             continue
         score = det["score"]
         if not isinstance(score, (int, float)) or not np.isfinite(score):
@@ -182,7 +214,7 @@ def load_detection_records(
                 image_id=int(det["image_id"]),
                 ann_id=-1,
                 bbox=box,
-                keypoints=np.zeros((NUM_KEYPOINTS, 3), dtype=np.float32),
+                keypoints=np.zeros((num_keypoints, 3), dtype=np.float32),
                 score=float(score),
                 area=float(box[2] * box[3]),
             )

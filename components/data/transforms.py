@@ -16,7 +16,7 @@ import torch
 from numpy.typing import NDArray
 
 from components.data.geometry import Affine, box_to_center_scale, compose_affine, crop_affine, hflip_affine
-from components.keypoints import LOWER_BODY, UPPER_BODY
+from components.keypoints import KeypointSet
 
 # Crops are small and loaders parallelise across worker processes, so OpenCV's own thread pool only
 # oversubscribes the cores; worse, a DataLoader worker fork()ed while that pool is alive can deadlock
@@ -74,13 +74,18 @@ def sample_view(
     return View(center=view.center, scale=scale, rotation=float(angle), flip=bool(flip_u < flip_prob))
 
 
-def half_body_view(keypoints: NDArray[np.float32], rng: np.random.Generator, aspect_ratio: float) -> View | None:
-    """A crop around the upper or the lower body's labeled keypoints, or None when too few are labeled."""
+def half_body_view(
+    keypoints: NDArray[np.float32], rng: np.random.Generator, aspect_ratio: float, keypoint_set: KeypointSet
+) -> View | None:
+    """A crop around the upper or the lower body's labeled keypoints, or None when too few are labeled
+    (or the set has no `upper_body`: half-body is off)."""
+    if not keypoint_set.upper_body:
+        return None
     labeled = keypoints[:, 2] > 0
     if np.count_nonzero(labeled) < HALF_BODY_MIN_VISIBLE:
         return None
-    upper = [k for k in UPPER_BODY if labeled[k]]
-    lower = [k for k in LOWER_BODY if labeled[k]]
+    upper = [k for k in keypoint_set.upper_body if labeled[k]]
+    lower = [k for k in keypoint_set.lower_body if labeled[k]]
     pick_upper = rng.random() < 0.5
     part = upper if (pick_upper and len(upper) >= HALF_BODY_MIN_PART) else lower
     if len(part) < HALF_BODY_MIN_PART:

@@ -26,9 +26,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from components.config import KeypointsConfig
 from components.data.coco_json import CocoJsonError, iter_coco
 from components.errors import TrsPoseError
-from components.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS, PERSON_CATEGORY
+from components.keypoints import KeypointSet, KeypointSetError, category_names, keypoint_category
 
 BOUNDS_TOLERANCE = 1.0  # pixels
 VISIBILITY_VALUES = (0, 1, 2)
@@ -48,13 +49,16 @@ class Violation:
 
 @dataclass
 class ValidationReport:
-    """What the validate step returns; `ok` is False when any structural or statistical rule broke."""
+    """What the validate step returns; `ok` is False when any structural or statistical rule broke.
+
+    `keypoints` is the file's keypoint set (with the config's options) when its category is usable."""
 
     ok: bool
     violations: list[Violation]
     stats: dict[str, Any]
     report_path: Path | None = None
     expectations: dict[str, Any] = field(default_factory=dict)
+    keypoints: KeypointSet | None = None
 
     def rules(self) -> set[str]:
         return {v.rule for v in self.violations}
@@ -97,9 +101,42 @@ class _Collector:
         self.ann_rows = array("d")  # flat, len(ANN_COLUMNS) values per annotation: 8 bytes a number
         self.categories: Any = None
         self.top_level_keys: set[str] = set()
+        # the keypoint count, from the categories when they come first, else from the first annotation
+        self.num_keypoints: int | None = None
+        self.keypoints_from: str = ""  # "categories" or the record that set num_keypoints
+        self.joint_names: tuple[str, ...] | None = None
+        self._named_later: list[tuple[int, list[int], str, list[str]]] = []  # (violation, joints, prefix, values)
 
     def add(self, record: str, rule: str, message: str) -> None:
         self.violations.append(Violation(self.file, record, rule, message))
+
+    def add_per_joint(self, record: str, rule: str, prefix: str, joints: list[int], values: list[str]) -> None:
+        """A violation naming joints: by name once the categories are read (COCO puts them last)."""
+        self._named_later.append((len(self.violations), joints, prefix, values))
+        self.add(record, rule, self._joint_message(prefix, joints, values))
+
+    def _joint_message(self, prefix: str, joints: list[int], values: list[str]) -> str:
+        def label(i: int) -> str:
+            return self.joint_names[i] if self.joint_names is not None and i < len(self.joint_names) else f"keypoint {i}"
+
+        parts = [label(i) + value for i, value in zip(joints, values)]
+        return prefix + ", ".join(sorted(parts) if not any(values) else parts)
+
+    def name_joints(self) -> None:
+        """Re-word the per-joint violations with the names the categories gave."""
+        for position, joints, prefix, values in self._named_later:
+            old = self.violations[position]
+            self.violations[position] = Violation(old.file, old.record, old.rule, self._joint_message(prefix, joints, values))
+
+    def set_categories(self, categories: Any) -> None:
+        self.categories = categories
+        try:
+            names = category_names(keypoint_category(categories, self.file), self.file)
+        except KeypointSetError:
+            return  # reported by _check_categories
+        self.joint_names = names
+        if self.num_keypoints is None:
+            self.num_keypoints, self.keypoints_from = len(names), "categories"
 
     def image(self, entry_index: int, image: Any, nonstandard: tuple[str, ...]) -> None:
         name = f"image {image['id']}" if isinstance(image, dict) and _is_int(image.get("id")) else f"images[{entry_index}]"
@@ -159,7 +196,7 @@ class _Collector:
         if not ok or box is None or area is None or (keypoints is None and not crowd):
             return
         if keypoints is None:
-            keypoints = np.zeros((NUM_KEYPOINTS, 3))
+            keypoints = np.zeros((1, 3))
         visibility = keypoints[:, 2]
         labeled = keypoints[visibility > 0]
         if len(labeled):
@@ -195,28 +232,38 @@ class _Collector:
         if raw is None:
             self.add(name, "schema.missing_key", "a non-crowd person annotation has no 'keypoints'")
             return None
-        if not isinstance(raw, list) or len(raw) != NUM_KEYPOINTS * 3:
+        if self.num_keypoints is None and isinstance(raw, list) and raw and len(raw) % 3 == 0:
+            self.num_keypoints, self.keypoints_from = len(raw) // 3, name
+        k = self.num_keypoints
+        if not isinstance(raw, list) or k is None or len(raw) != k * 3:
             length = len(raw) if isinstance(raw, list) else type(raw).__name__
-            self.add(name, "keypoints.shape", f"'keypoints' must be {NUM_KEYPOINTS}x3 = {NUM_KEYPOINTS * 3} numbers, got {length}")
+            if k is None:
+                rule_text = "a list of (x, y, v) triples"
+            elif self.keypoints_from == "categories":
+                rule_text = f"{k}x3 = {k * 3} numbers (the keypoint category lists {k})"
+            else:
+                rule_text = f"{k}x3 = {k * 3} numbers, as in {self.keypoints_from}"
+            self.add(name, "keypoints.shape", f"'keypoints' must be {rule_text}, got {length}")
             return None
         if not set(map(type, raw)) <= _NUMBER_TYPES:  # one pass over types: the hot loop on 250k people
             bad = next(v for v in raw if not _is_number(v))
             self.add(name, "keypoints.type", f"'keypoints' must hold only numbers, found {bad!r}")
             return None
         try:
-            keypoints = np.asarray(raw, dtype=np.float64).reshape(NUM_KEYPOINTS, 3)
+            keypoints = np.asarray(raw, dtype=np.float64).reshape(k, 3)
         except OverflowError:
-            keypoints = np.asarray([v if _finite(v) else np.inf for v in raw], dtype=np.float64).reshape(NUM_KEYPOINTS, 3)
+            keypoints = np.asarray([v if _finite(v) else np.inf for v in raw], dtype=np.float64).reshape(k, 3)
         finite = np.isfinite(keypoints)
         if not finite.all():
-            joints = sorted({KEYPOINT_NAMES[i] for i in np.nonzero(~finite)[0]})
-            self.add(name, "keypoints.non_finite", f"non-finite keypoint values at {', '.join(joints)}")
+            joints = sorted({int(i) for i in np.nonzero(~finite)[0]})
+            self.add_per_joint(name, "keypoints.non_finite", "non-finite keypoint values at ", joints, [""] * len(joints))
             return None
         visibility = keypoints[:, 2]
         bad_vis = (visibility != 0) & (visibility != 1) & (visibility != 2)
         if bad_vis.any():
-            values = ", ".join(f"{KEYPOINT_NAMES[i]}={visibility[i]:g}" for i in np.nonzero(bad_vis)[0])
-            self.add(name, "keypoints.visibility", f"visibility must be 0, 1 or 2: {values}")
+            joints = [int(i) for i in np.nonzero(bad_vis)[0]]
+            values = [f"={visibility[i]:g}" for i in joints]
+            self.add_per_joint(name, "keypoints.visibility", "visibility must be 0, 1 or 2: ", joints, values)
             return None
         labeled = int(np.count_nonzero(visibility > 0))
         declared = ann.get("num_keypoints")
@@ -233,32 +280,40 @@ ANN_COLUMNS = (
 )  # fmt: skip
 
 
-def _check_categories(collector: _Collector) -> set[int]:
-    """The person category with COCO's 17 keypoint names; returns the ids annotations may use."""
+def _check_categories(collector: _Collector, options: KeypointsConfig | None) -> tuple[set[int], KeypointSet | None]:
+    """The one keypoint category (any name, any keypoints) completed by the config's `options`; returns the
+    ids annotations may use and the keypoint set, None when the category is unusable."""
+    from components.data.keypoint_category import keypoints_from_category
+
     categories = collector.categories
     if not isinstance(categories, list):
         collector.add("categories", "schema.type", f"'categories' must be a list, got {type(categories).__name__}")
-        return set()
+        return set(), None
     ids: set[int] = set()
-    person_found = False
     for index, category in enumerate(categories):
         if not isinstance(category, dict) or not _is_int(category.get("id")):
             collector.add(f"categories[{index}]", "schema.type", "a category must be an object with an integer 'id'")
             continue
         ids.add(category["id"])
-        if category.get("name") != PERSON_CATEGORY["name"]:
-            continue
-        person_found = True
-        names = category.get("keypoints")
-        if list(names or []) != list(KEYPOINT_NAMES):
-            collector.add(
-                f"category {category['id']}",
-                "category.keypoint_names",
-                f"the person category must list COCO's {NUM_KEYPOINTS} keypoint names in order, got {names!r}",
-            )
-    if not person_found:
-        collector.add("categories", "category.missing_person", "no category named 'person' (with COCO's keypoint names)")
-    return ids
+    try:
+        category = keypoint_category(categories, collector.file)
+    except KeypointSetError as exc:
+        collector.add("categories", "category.keypoints", str(exc).removeprefix(f"{collector.file}: "))
+        return ids, None
+    record = f"category {category.get('id')}"
+    try:
+        keypoints = keypoints_from_category(options or KeypointsConfig(), category, collector.file).keypoint_set()
+    except KeypointSetError as exc:
+        collector.add(record, "category.keypoint_set", str(exc).removeprefix(f"{collector.file}: "))
+        return ids, None
+    observed = collector.num_keypoints
+    if observed is not None and observed != keypoints.num_keypoints:
+        collector.add(
+            record,
+            "category.keypoint_count",
+            f"the category lists {keypoints.num_keypoints} keypoints but {collector.keypoints_from} holds {observed}",
+        )
+    return ids, keypoints
 
 
 def _duplicates(values: np.ndarray) -> list[tuple[int, int]]:
@@ -345,6 +400,11 @@ def _decode(path: Path, draft: bool) -> tuple[tuple[int, int], Any]:
         raise ImageError("image.corrupt", f"{path} does not decode: {exc}") from exc
 
 
+def decoded_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) of an image that decodes completely (JPEGs in draft mode), else ImageError."""
+    return _decode(Path(path), draft=True)[0]
+
+
 def load_rgb(path: str | Path) -> NDArray[np.uint8]:
     """The image as HxWx3 RGB uint8, under the same rule as `check_image`, turned upright by its EXIF
     orientation as OpenCV's reader (the training datasets') does."""
@@ -401,7 +461,7 @@ def _read(collector: _Collector, ann_file: Path) -> bool:
             elif entry.key == "annotations" and entry.index is not None:
                 collector.annotation(entry.index, entry.value, entry.nonstandard)
             elif entry.key == "categories":
-                collector.categories = entry.value
+                collector.set_categories(entry.value)
             elif entry.key in ("images", "annotations") and entry.value == []:
                 collector.add(entry.key, "schema.empty", f"the {entry.key!r} list is empty")
             elif entry.key in ("images", "annotations"):
@@ -415,7 +475,7 @@ def _read(collector: _Collector, ann_file: Path) -> bool:
     return True
 
 
-def annotation_table(table: np.ndarray, image_size: np.ndarray) -> dict[str, np.ndarray]:
+def annotation_table(table: np.ndarray, image_size: np.ndarray, num_keypoints: int) -> dict[str, np.ndarray]:
     """Per-annotation statistics the expectation suite checks (non-crowd people on listed images)."""
     col = {name: table[:, i] for i, name in enumerate(ANN_COLUMNS)}
     keep = (col["iscrowd"] == 0) & np.isfinite(image_size[:, 0]) & (col["w"] > 0) & (col["h"] > 0)
@@ -426,7 +486,7 @@ def annotation_table(table: np.ndarray, image_size: np.ndarray) -> dict[str, np.
     with np.errstate(invalid="ignore", divide="ignore"):  # people without labels have no mix: NaN
         occluded_share = np.where(labeled > 0, occluded / labeled, np.nan)
     return {
-        "labeled_fraction": labeled / NUM_KEYPOINTS,
+        "labeled_fraction": labeled / max(num_keypoints, 1),
         "box_width": w,
         "box_height": h,
         "aspect_ratio": w / h,
@@ -459,19 +519,26 @@ def validate_dataset(
     check_images: bool = True,
     expectations: bool = True,
     workers: int | None = None,
+    keypoints: KeypointsConfig | None = None,
 ) -> ValidationReport:
     """Check a COCO keypoint file and its images; every problem is reported, none raises.
 
-    With `report_dir`, writes report.json (verdict, stats, violations) there, plus the Great
-    Expectations result and a readable summary from the statistical layer.
+    The keypoint set is the file's one keypoint category (any names, any count), completed by the
+    config's `keypoints` options (sigmas, flip pairs, upper body), which must fit it. With
+    `report_dir`, writes report.json (verdict, stats, violations) there, plus the Great Expectations
+    result and a readable summary from the statistical layer.
     """
     ann_file, image_dir = Path(ann_file), Path(image_dir)
     collector = _Collector(ann_file)
     parsed = _read(collector, ann_file)
     stats: dict[str, Any] = {}
     expectation_result: dict[str, Any] = {}
+    keypoint_set: KeypointSet | None = None
     if parsed:
-        category_ids = _check_categories(collector) if "categories" in collector.top_level_keys else set()
+        category_ids: set[int] = set()
+        if "categories" in collector.top_level_keys:
+            category_ids, keypoint_set = _check_categories(collector, keypoints)
+        collector.name_joints()
         table, image_size = _cross_checks(collector, category_ids)
         if check_images:
             if not image_dir.is_dir():
@@ -483,7 +550,8 @@ def validate_dataset(
             from components.data.expectations import run_expectations
 
             try:
-                outcome = run_expectations(annotation_table(table, image_size), report_dir)
+                num_keypoints = keypoint_set.num_keypoints if keypoint_set else (collector.num_keypoints or 1)
+                outcome = run_expectations(annotation_table(table, image_size, num_keypoints), report_dir)
             except Exception as exc:  # a GX internal error must not hide the structural findings
                 collector.add("<expectations>", "expectation.error", f"the statistical suite could not run: {exc!r}")
             else:
@@ -491,7 +559,11 @@ def validate_dataset(
                 for failure in outcome.failures:
                     collector.add(failure.record, failure.rule, failure.message)
     report = ValidationReport(
-        ok=not collector.violations, violations=collector.violations, stats=stats, expectations=expectation_result
+        ok=not collector.violations,
+        violations=collector.violations,
+        stats=stats,
+        expectations=expectation_result,
+        keypoints=keypoint_set,
     )
     if report_dir is not None:
         report.report_path = write_report(report, Path(report_dir), ann_file, image_dir)
@@ -509,6 +581,7 @@ def write_report(report: ValidationReport, report_dir: Path, ann_file: Path, ima
         "violation_counts": _count_rules(report.violations),
         "violations": [asdict(v) for v in report.violations],
         "expectations": report.expectations,
+        "keypoints": report.keypoints.as_dict() if report.keypoints is not None else None,
     }
     path.write_text(json.dumps(payload, indent=2))
     return path

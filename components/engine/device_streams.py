@@ -48,14 +48,17 @@ class DeviceStreams(Streams):
         self.seed, self.start_step = tcfg.seed, start_step
         self.maker = DeviceBatchMaker(cfg, ctx.device)
         self.generator = torch.Generator(ctx.device)
-        labeled = JpegBytesDataset.from_annotations(split.labeled_ann, split.train_images, cfg.data.min_keypoints)
+        keypoints = cfg.keypoints.keypoint_set()
+        labeled = JpegBytesDataset.from_annotations(
+            split.labeled_ann, split.train_images, cfg.data.min_keypoints, keypoints
+        )
         self.labeled_sampler, self.labeled = batch_stream(
             labeled, tcfg.batch_size, cfg, ctx, start_step, stream=LABELED, collate_fn=collate_jpegs
         )
         self.unlabeled_sampler: StreamBatchSampler | None = None
         self.unlabeled: Iterator[dict[str, Any]] | None = None
         if spec.uses_unlabeled:
-            unlabeled = JpegBytesDataset.from_annotations(split.unlabeled_ann, split.train_images, 0)
+            unlabeled = JpegBytesDataset.from_annotations(split.unlabeled_sources(), None, 0, keypoints)
             self.unlabeled_sampler, self.unlabeled = batch_stream(
                 unlabeled,
                 tcfg.unlabeled_batch_size,

@@ -74,15 +74,16 @@ def pseudo_targets(
 ) -> PseudoTargets:
     """Teacher (and reviewer) heatmaps on the easy views, carried into the hard views, with peaks."""
     stride = cfg.input.heatmap_stride
+    flip_index = cfg.keypoints.keypoint_set().flip_index
     easy = _as_input(unlabeled["easy"], cfg)
     with torch.inference_mode():
         out: dict[str, torch.Tensor] = {}
         out["teacher"] = warp_heatmaps(
-            teacher(easy).heatmaps.float(), unlabeled["easy_to_hard"], unlabeled["flipped"], stride
+            teacher(easy).heatmaps.float(), unlabeled["easy_to_hard"], unlabeled["flipped"], stride, flip_index
         )
         if reviewer is not None and reviewer.ready:
             out["reviewer"] = warp_heatmaps(
-                reviewer.predict(easy).float(), unlabeled["easy_to_hard"], unlabeled["flipped"], stride
+                reviewer.predict(easy).float(), unlabeled["easy_to_hard"], unlabeled["flipped"], stride, flip_index
             )
         for name in list(out):
             out[f"{name}_coords"], out[f"{name}_conf"] = heatmap_peaks(out[name])

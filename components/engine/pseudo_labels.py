@@ -4,16 +4,17 @@ The datasets give `easy_to_hard`, an affine on input pixels (pixel centres at in
 components/data/geometry.py). It is expressed in heatmap pixels, inverted (grid_sample pulls each
 hard-view pixel from the easy view) and normalised for `align_corners=False`, whose grid also
 puts pixel centres at `(2 p + 1) / size - 1`. When the hard view is mirrored, left and right
-keypoint channels are swapped with FLIP_INDEX.
+keypoint channels are swapped with the keypoint set's flip index.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.typing import NDArray
 
 from components.data.device_views import homogeneous_affines
-from components.keypoints import FLIP_INDEX
 
 
 def _scale_offset(batch: int, sx: float, sy: float, ox: float, oy: float, like: torch.Tensor) -> torch.Tensor:
@@ -31,9 +32,15 @@ def heatmap_affine(easy_to_hard: torch.Tensor, stride: int) -> torch.Tensor:
 
 
 def warp_heatmaps(
-    heatmaps: torch.Tensor, easy_to_hard: torch.Tensor, flipped: torch.Tensor, stride: int
+    heatmaps: torch.Tensor,
+    easy_to_hard: torch.Tensor,
+    flipped: torch.Tensor,
+    stride: int,
+    flip_index: NDArray[np.int64] | torch.Tensor,
 ) -> torch.Tensor:
-    """Easy-view heatmaps [B,K,h,w] resampled into the hard view; areas outside the easy view are 0."""
+    """Easy-view heatmaps [B,K,h,w] resampled into the hard view; areas outside the easy view are 0.
+
+    Where `flipped`, channel k of the result is channel `flip_index[k]` of the warp."""
     batch, num_kp, h, w = heatmaps.shape
     if easy_to_hard.shape != (batch, 2, 3):
         raise ValueError(f"easy_to_hard must be [{batch},2,3], got {tuple(easy_to_hard.shape)}")
@@ -43,10 +50,8 @@ def warp_heatmaps(
     theta = (to_norm @ hard_to_easy @ from_norm)[:, :2].to(heatmaps.dtype)
     grid = F.affine_grid(theta, [batch, num_kp, h, w], align_corners=False)
     warped = F.grid_sample(heatmaps, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    if num_kp != len(FLIP_INDEX):
-        if bool(flipped.any()):
-            raise ValueError(f"cannot mirror {num_kp} keypoint channels with the {len(FLIP_INDEX)}-keypoint FLIP_INDEX")
-        return warped
-    flip_index = torch.as_tensor(FLIP_INDEX, device=heatmaps.device)
+    index = torch.as_tensor(flip_index, device=heatmaps.device)
+    if len(index) != num_kp:
+        raise ValueError(f"cannot mirror {num_kp} keypoint channels with a {len(index)}-keypoint flip index")
     mirrored = flipped.to(device=heatmaps.device, dtype=torch.bool).view(batch, 1, 1, 1)
-    return torch.where(mirrored, warped[:, flip_index], warped)
+    return torch.where(mirrored, warped[:, index], warped)

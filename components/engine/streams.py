@@ -99,7 +99,7 @@ class Streams:
         self.unlabeled_sampler: StreamBatchSampler | None = None
         self.unlabeled: Iterator[dict[str, Any]] | None = None
         if spec.uses_unlabeled:
-            unlabeled = UnlabeledPairDataset(split.unlabeled_ann, split.train_images, cfg, tcfg.seed)
+            unlabeled = UnlabeledPairDataset(split.unlabeled_sources(), None, cfg, tcfg.seed)
             self.unlabeled_sampler, self.unlabeled = batch_stream(
                 unlabeled, tcfg.unlabeled_batch_size, cfg, ctx, self._unlabeled_batches(start_step), stream=1
             )

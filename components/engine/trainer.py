@@ -24,6 +24,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from components.config import ConfigError, ExperimentConfig
+from components.data.keypoint_category import with_keypoints_of
 from components.data.split import SplitFiles
 from components.engine.compile import InferenceRunners, student_runner
 from components.engine.device_streams import build_streams
@@ -77,6 +78,7 @@ def train(
     `on_step(step)` runs after every completed step (after any checkpoint); raising from it stops
     the run the way a crash would, which is how resume is tested.
     """
+    cfg = with_keypoints_of(cfg, split.labeled_ann)  # the set the labels define: checkpoints carry it
     tcfg = cfg.train
     spec = method_spec(cfg)
     if spec.uses_unlabeled and tcfg.unlabeled_batch_size == 0:

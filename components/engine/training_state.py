@@ -40,6 +40,7 @@ HistoryRow = dict[str, float]
 LegacyNumpyState = tuple[str, NDArray[np.uint32], int, int, float]
 
 RESUME_MUST_MATCH = (
+    ("keypoints",),
     ("model",),
     ("input",),
     ("train", "method"),

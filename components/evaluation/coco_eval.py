@@ -1,7 +1,10 @@
-"""COCO keypoint AP/AR with pycocotools, the way the field reports it (OKS, COCO's sigmas).
+"""Keypoint AP/AR with pycocotools, the way the field reports it: OKS with the keypoint set's sigmas.
 
-Results are checked before pycocotools sees them: it fails on a bad record with an unhelpful
-`KeyError` or a numpy broadcast error, or silently scores it as a miss.
+The set comes from the caller (a model's) or from the ground truth's keypoint category; COCO's 17
+person keypoints keep COCO's sigmas. A set whose sigmas were defaulted (components/keypoints.py)
+gets a warning at every evaluation: its AP depends on them. Results are checked before pycocotools
+sees them: it fails on a bad record with an unhelpful `KeyError` or a numpy broadcast error, or
+silently scores it as a miss.
 """
 
 from __future__ import annotations
@@ -10,18 +13,29 @@ import contextlib
 import copy
 import io
 import json
+import logging
 import math
 import numbers
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from components.config import KeypointsConfig
 from components.errors import TrsPoseError
-from components.keypoints import NUM_KEYPOINTS, OKS_SIGMAS, PERSON_CATEGORY
+from components.keypoints import (
+    COCO_PERSON,
+    DEFAULT_SIGMA,
+    KeypointSet,
+    KeypointSetError,
+    category_names,
+    differences,
+    keypoint_category,
+)
+
+LOG = logging.getLogger("trs_pose.evaluation")
 
 # The order of COCOeval.stats for iouType="keypoints".
 METRIC_NAMES: tuple[str, ...] = ("AP", "AP50", "AP75", "APm", "APl", "AR", "AR50", "AR75", "ARm", "ARl")
@@ -54,8 +68,9 @@ def load_ground_truth(ann: str | Path | Mapping[str, Any] | COCO) -> COCO:
     for key in ("images", "annotations"):
         if not isinstance(dataset.get(key), list):
             raise AnnotationsError(f"{source}: missing the {key!r} list required by COCO's format")
-    dataset.setdefault("categories", [PERSON_CATEGORY])
+    dataset.setdefault("categories", [COCO_PERSON.coco_category()])
     coco = COCO()
+    coco.source = source  # named in keypoint-set errors
     coco.dataset = dataset
     with contextlib.redirect_stdout(io.StringIO()):
         coco.createIndex()
@@ -75,11 +90,39 @@ def load_results(path: str | Path) -> list[dict[str, Any]]:
     return results
 
 
-def check_results(results: Sequence[Mapping[str, Any]], gt: COCO, source: str = "results") -> None:
+def ground_truth_keypoints(gt: COCO, options: KeypointsConfig | None = None) -> KeypointSet:
+    """The keypoint set of the ground truth's keypoint category, completed with `options` (sigmas, ...)."""
+    from components.data.keypoint_category import keypoints_from_category
+
+    source = getattr(gt, "source", "the annotations")
+    try:
+        category = keypoint_category(list(gt.dataset.get("categories", [])), source)
+        return keypoints_from_category(options or KeypointsConfig(), category, source).keypoint_set()
+    except KeypointSetError as exc:
+        raise AnnotationsError(str(exc)) from None
+
+
+def check_keypoint_set(gt: COCO, keypoints: KeypointSet) -> None:
+    """Refuse ground truth of another keypoint set than `keypoints` (a model's), with one line."""
+    source = getattr(gt, "source", "the annotations")
+    try:
+        names = category_names(keypoint_category(list(gt.dataset.get("categories", [])), source), source)
+    except KeypointSetError as exc:
+        raise AnnotationsError(str(exc)) from None
+    problem = differences(keypoints, names)
+    if problem is not None:
+        raise AnnotationsError(f"{source}: its keypoints are not the model's {keypoints.summary()}: {problem}")
+
+
+def check_results(
+    results: Sequence[Mapping[str, Any]], gt: COCO, source: str = "results", num_keypoints: int | None = None
+) -> None:
     """Raise ResultsError on the first record pycocotools would mis-handle."""
     image_ids = set(gt.getImgIds())
     category_ids = set(gt.getCatIds())
-    expected_values = NUM_KEYPOINTS * 3
+    if num_keypoints is None:
+        num_keypoints = ground_truth_keypoints(gt).num_keypoints
+    expected_values = num_keypoints * 3
     for index, record in enumerate(results):
         where = f"{source}: record {index}"
         if not isinstance(record, Mapping):
@@ -101,7 +144,7 @@ def check_results(results: Sequence[Mapping[str, Any]], gt: COCO, source: str = 
         if not isinstance(keypoints, (list, tuple)) or len(keypoints) != expected_values:
             count = len(keypoints) if isinstance(keypoints, (list, tuple)) else type(keypoints).__name__
             raise ResultsError(
-                f"{where}: rule 'keypoints holds {NUM_KEYPOINTS} (x, y, v) triples = {expected_values} numbers': "
+                f"{where}: rule 'keypoints holds {num_keypoints} (x, y, v) triples = {expected_values} numbers': "
                 f"got {count}"
             )
         if not all(_is_finite_number(value) for value in keypoints):
@@ -110,14 +153,16 @@ def check_results(results: Sequence[Mapping[str, Any]], gt: COCO, source: str = 
             raise ResultsError(f"{where}: rule 'score is a finite number': got {record['score']!r}")
 
 
-def checked_results(results: Sequence[Mapping[str, Any]] | str | Path, gt: COCO) -> list[dict[str, Any]]:
+def checked_results(
+    results: Sequence[Mapping[str, Any]] | str | Path, gt: COCO, num_keypoints: int | None = None
+) -> list[dict[str, Any]]:
     """The records of a results file (or a list of them), checked against `gt` by `check_results`."""
     if isinstance(results, (str, Path)):
         records = load_results(results)
-        check_results(records, gt, str(results))
+        check_results(records, gt, str(results), num_keypoints)
         return records
     records = [dict(record) for record in results]
-    check_results(records, gt)
+    check_results(records, gt, num_keypoints=num_keypoints)
     return records
 
 
@@ -126,16 +171,30 @@ def coco_keypoint_eval(
     results: Sequence[Mapping[str, Any]] | str | Path,
     image_ids: Iterable[int] | None = None,
     verbose: bool = False,
+    keypoints: KeypointSet | None = None,
 ) -> dict[str, float]:
     """AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl (floats in [0, 1]) of keypoint results.
 
-    `image_ids` restricts evaluation to those images (default: every image of the annotations).
-    An empty results list scores 0 everywhere. A metric pycocotools leaves undefined (-1, e.g. APm
-    with no medium-sized people) is reported as 0.0 so the figures stay in [0, 1]. pycocotools'
-    console output appears only with `verbose`.
+    OKS uses the sigmas of `keypoints` (a model's set: ground truth of another set is refused), or of
+    the ground truth's own keypoint category. Only that category is scored. `image_ids` restricts
+    evaluation to those images (default: every image of the annotations). An empty results list
+    scores 0 everywhere. A metric pycocotools leaves undefined (-1, e.g. APm with no medium-sized
+    people) is reported as 0.0 so the figures stay in [0, 1]. pycocotools' console output appears
+    only with `verbose`.
     """
     gt = load_ground_truth(ann)
-    records = checked_results(results, gt)
+    if keypoints is None:
+        keypoints = ground_truth_keypoints(gt)
+    else:
+        check_keypoint_set(gt, keypoints)
+    if keypoints.sigma_source == "default":
+        LOG.warning(
+            "the OKS sigmas of these %d keypoints are defaults (COCO's for COCO's names, else %.4f): AP depends "
+            "on them; set keypoints.sigmas for figures comparable with other work",
+            keypoints.num_keypoints,
+            DEFAULT_SIGMA,
+        )
+    records = checked_results(results, gt, keypoints.num_keypoints)
     if not records:
         return {name: 0.0 for name in METRIC_NAMES}
     # loadRes recomputes area and bbox on the dicts it is given; hand it copies, not the caller's
@@ -146,7 +205,8 @@ def coco_keypoint_eval(
     with sink:
         predictions = gt.loadRes(records)
         evaluator = COCOeval(gt, predictions, iouType="keypoints")
-        evaluator.params.kpt_oks_sigmas = np.asarray(OKS_SIGMAS, dtype=np.float64)
+        evaluator.params.kpt_oks_sigmas = keypoints.oks_sigmas
+        evaluator.params.catIds = [keypoints.category_id]
         if image_ids is not None:
             evaluator.params.imgIds = sorted(set(image_ids))
         evaluator.evaluate()

@@ -31,8 +31,13 @@ import numpy as np
 from numpy.typing import NDArray
 from pycocotools.coco import COCO
 
-from components.evaluation.coco_eval import checked_results, load_ground_truth
-from components.keypoints import FLIP_INDEX, NUM_KEYPOINTS, OKS_SIGMAS
+from components.evaluation.coco_eval import (
+    check_keypoint_set,
+    checked_results,
+    ground_truth_keypoints,
+    load_ground_truth,
+)
+from components.keypoints import KeypointSet
 
 BINS: tuple[str, ...] = ("good", "jitter", "inversion", "swap", "miss")
 GOOD_KS, JITTER_KS = 0.85, 0.5
@@ -40,7 +45,7 @@ MIN_MATCH_OKS = 0.1
 
 
 def keypoint_similarity(
-    predicted: NDArray[np.float64], truth: NDArray[np.float64], areas: NDArray[np.float64]
+    predicted: NDArray[np.float64], truth: NDArray[np.float64], areas: NDArray[np.float64], sigmas: NDArray[np.float64]
 ) -> NDArray[np.float64]:
     """ks of every predicted keypoint to every ground-truth keypoint: `[P,K,2]` x `[G,K,2]` -> `[P,G,K,K]`.
 
@@ -48,7 +53,7 @@ def keypoint_similarity(
     with keypoint j's sigma and person g's area (COCO's scale).
     """
     squared = ((predicted[:, None, :, None, :] - truth[None, :, None, :, :]) ** 2).sum(-1)
-    variances = (2 * OKS_SIGMAS) ** 2
+    variances = (2 * sigmas) ** 2
     return np.exp(-squared / (2 * (areas[None, :, None, None] + np.spacing(1)) * variances[None, None, None, :]))
 
 
@@ -69,18 +74,19 @@ def _match(ks: NDArray[np.float64], labeled: NDArray[np.bool_], scores: NDArray[
 
 
 def _bins_of_pair(
-    ks: NDArray[np.float64], labeled: NDArray[np.bool_], p: int, g: int
+    ks: NDArray[np.float64], labeled: NDArray[np.bool_], p: int, g: int, flip_index: NDArray[np.int64]
 ) -> tuple[NDArray[np.int64], NDArray[np.bool_]]:
     """Bin index (into BINS) of each of the K keypoints of person g as predicted by p, and whether
-    each one's nearest other joint of the person is its mirror twin (unlabeled ones included)."""
+    each one's nearest other joint of the person is its mirror twin (through the set's flip pairs)."""
+    num_keypoints = len(flip_index)
     own = np.diagonal(ks[p, g])
-    to_other_parts = np.where(labeled[g][None, :] & ~np.eye(NUM_KEYPOINTS, dtype=bool), ks[p, g], 0.0)
+    to_other_parts = np.where(labeled[g][None, :] & ~np.eye(num_keypoints, dtype=bool), ks[p, g], 0.0)
     other_part = to_other_parts.max(1)
-    nearest_is_mirror = (to_other_parts.argmax(1) == FLIP_INDEX) & (np.arange(NUM_KEYPOINTS) != FLIP_INDEX)
+    nearest_is_mirror = (to_other_parts.argmax(1) == flip_index) & (np.arange(num_keypoints) != flip_index)
     others = np.delete(ks[p], g, axis=0)  # [G-1,K,K]
     other_labeled = np.delete(labeled, g, axis=0)
     other_person = (
-        np.where(other_labeled[:, None, :], others, 0.0).max(axis=(0, 2)) if len(others) else np.zeros(NUM_KEYPOINTS)
+        np.where(other_labeled[:, None, :], others, 0.0).max(axis=(0, 2)) if len(others) else np.zeros(num_keypoints)
     )
     bins = np.select(
         [own >= GOOD_KS, own >= JITTER_KS, other_part >= JITTER_KS, other_person >= JITTER_KS],
@@ -109,20 +115,31 @@ class KeypointOutcomes:
     similarity: NDArray[np.float64]
     left_right: NDArray[np.bool_]  # an inversion onto the mirror twin
     people: list[PersonMatch]
+    keypoints: KeypointSet
 
     def counts_per_joint(self) -> NDArray[np.int64]:
         """`[K, len(BINS)]` keypoint counts."""
-        flat = np.bincount(self.joint * len(BINS) + self.bin, minlength=NUM_KEYPOINTS * len(BINS))
-        return flat.reshape(NUM_KEYPOINTS, len(BINS))
+        k = self.keypoints.num_keypoints
+        flat = np.bincount(self.joint * len(BINS) + self.bin, minlength=k * len(BINS))
+        return flat.reshape(k, len(BINS))
 
 
 def keypoint_outcomes(
-    ann: str | Path | Mapping[str, Any] | COCO, results: str | Path | Sequence[Mapping[str, Any]]
+    ann: str | Path | Mapping[str, Any] | COCO,
+    results: str | Path | Sequence[Mapping[str, Any]],
+    keypoints: KeypointSet | None = None,
 ) -> KeypointOutcomes:
-    """Match predictions to people (see the module doc) and bin each labeled keypoint of a matched person."""
+    """Match predictions to people (see the module doc) and bin each labeled keypoint of a matched person.
+
+    Similarities use the sigmas of `keypoints` (default: the ground truth's set), inversions its flip pairs."""
     gt = load_ground_truth(ann)
+    if keypoints is None:
+        keypoints = ground_truth_keypoints(gt)
+    else:
+        check_keypoint_set(gt, keypoints)
+    k, sigmas, flip_index = keypoints.num_keypoints, keypoints.oks_sigmas, keypoints.flip_index
     by_image: dict[int, list[Mapping[str, Any]]] = {}
-    for record in checked_results(results, gt):
+    for record in checked_results(results, gt, k):
         by_image.setdefault(int(record["image_id"]), []).append(record)
     joints, bins, similarities, left_right = [], [], [], []
     people: list[PersonMatch] = []
@@ -130,18 +147,18 @@ def keypoint_outcomes(
         anns = [a for a in gt.loadAnns(gt.getAnnIds(imgIds=image_id, iscrowd=False)) if a.get("num_keypoints", 0) > 0]
         if not anns:
             continue
-        truth = np.asarray([a["keypoints"] for a in anns], dtype=np.float64).reshape(len(anns), NUM_KEYPOINTS, 3)
+        truth = np.asarray([a["keypoints"] for a in anns], dtype=np.float64).reshape(len(anns), k, 3)
         labeled = truth[..., 2] > 0
         areas = np.asarray([a["area"] for a in anns], dtype=np.float64)
         predictions = by_image.get(image_id, [])
         matched: dict[int, tuple[int, float]] = {}
         if predictions:
             predicted = np.asarray([r["keypoints"] for r in predictions], dtype=np.float64).reshape(
-                len(predictions), NUM_KEYPOINTS, 3
+                len(predictions), k, 3
             )
-            ks = keypoint_similarity(predicted[..., :2], truth[..., :2], areas)
+            ks = keypoint_similarity(predicted[..., :2], truth[..., :2], areas, sigmas)
             for p, g in _match(ks, labeled, np.asarray([r["score"] for r in predictions], dtype=np.float64)):
-                pair_bins, nearest_is_mirror = _bins_of_pair(ks, labeled, p, g)
+                pair_bins, nearest_is_mirror = _bins_of_pair(ks, labeled, p, g, flip_index)
                 own = np.diagonal(ks[p, g])
                 keep = labeled[g]
                 joints.append(np.flatnonzero(keep))
@@ -162,15 +179,18 @@ def keypoint_outcomes(
         joined(similarities, np.float64),
         joined(left_right, np.bool_),
         people,
+        keypoints,
     )
 
 
 def error_breakdown(
-    ann: str | Path | Mapping[str, Any] | COCO, results: str | Path | Sequence[Mapping[str, Any]]
+    ann: str | Path | Mapping[str, Any] | COCO,
+    results: str | Path | Sequence[Mapping[str, Any]],
+    keypoints: KeypointSet | None = None,
 ) -> dict[str, float | int]:
     """Fractions of labeled keypoints in each bin of BINS and `inversion_left_right`, plus the
     counts `keypoints`, `people` and `unmatched_people`."""
-    outcomes = keypoint_outcomes(ann, results)
+    outcomes = keypoint_outcomes(ann, results, keypoints)
     counts = np.bincount(outcomes.bin, minlength=len(BINS))
     total = int(counts.sum())
     fractions = {name: (float(c) / total if total else 0.0) for name, c in zip(BINS, counts)}

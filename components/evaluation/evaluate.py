@@ -77,12 +77,12 @@ def evaluate_model(
     else:
         raise ValueError("evaluate_model needs a model or a runtime")
     if _has_detector_boxes(dataset, detections) and cfg.eval.oks_nms_threshold is not None:
-        results = oks_nms(results, cfg.eval.oks_nms_threshold)
+        results = oks_nms(results, cfg.eval.oks_nms_threshold, cfg.keypoints.keypoint_set().oks_sigmas)
     if results_out is not None:
         Path(results_out).parent.mkdir(parents=True, exist_ok=True)
         Path(results_out).write_text(json.dumps(results))
     gt = ground_truth if ground_truth is not None else load_ground_truth(ann_file)
-    return coco_keypoint_eval(gt, results)
+    return coco_keypoint_eval(gt, results, keypoints=cfg.keypoints.keypoint_set())
 
 
 def _has_detector_boxes(dataset: Dataset, detections: str | Path | None) -> bool:

@@ -23,20 +23,22 @@ from components.data.datasets import loader_worker_init
 from components.data.geometry import crop_to_image, heatmap_to_input
 from components.data.transforms import base_view, to_tensor, warp
 from components.heatmap_codec import decode_heatmaps, flip_heatmaps
-from components.keypoints import PERSON_CATEGORY
 
 
-def model_heatmaps(model: nn.Module, images: torch.Tensor, flip_test: bool = False) -> torch.Tensor:
-    """Main-head heatmaps `[B,K,h,w]`; with `flip_test`, averaged with those of the mirrored crops."""
+def model_heatmaps(
+    model: nn.Module, images: torch.Tensor, flip_index: NDArray[np.int64] | torch.Tensor | None = None
+) -> torch.Tensor:
+    """Main-head heatmaps `[B,K,h,w]`; with a `flip_index` (flip test: the keypoint set's permutation),
+    averaged with those of the mirrored crops."""
     heatmaps = _main_heatmaps(model(images))
-    if flip_test:
+    if flip_index is not None:
         mirrored = _main_heatmaps(model(images.flip(-1)))
         if images.shape[-1] % heatmaps.shape[-1] != 0:
             raise ValueError(
                 f"flip test needs the input width ({images.shape[-1]}) to be a multiple of the heatmap width "
                 f"({heatmaps.shape[-1]}), or mirrored heatmaps do not line up"
             )
-        heatmaps = 0.5 * (heatmaps + flip_heatmaps(mirrored))
+        heatmaps = 0.5 * (heatmaps + flip_heatmaps(mirrored, flip_index))
     return heatmaps
 
 
@@ -80,13 +82,13 @@ def person_scores(maxvals: ArrayLike, box_scores: ArrayLike, threshold: float) -
 
 
 def result_records(
-    image_ids: ArrayLike, keypoints: ArrayLike, maxvals: ArrayLike, scores: ArrayLike
+    image_ids: ArrayLike, keypoints: ArrayLike, maxvals: ArrayLike, scores: ArrayLike, category_id: int
 ) -> list[dict[str, Any]]:
     """COCO keypoint results: `keypoints` as flat (x, y, confidence) triples, one record a person."""
     triples = np.concatenate([np.asarray(keypoints, np.float64), np.asarray(maxvals, np.float64)[..., None]], axis=-1)
     flat = triples.reshape(len(triples), -1).round(3).tolist()
     return [
-        {"image_id": int(image_id), "category_id": PERSON_CATEGORY["id"], "keypoints": kps, "score": float(score)}
+        {"image_id": int(image_id), "category_id": category_id, "keypoints": kps, "score": float(score)}
         for image_id, kps, score in zip(np.asarray(image_ids).tolist(), flat, np.asarray(scores).tolist(), strict=True)
     ]
 
@@ -111,6 +113,8 @@ def predict_dataset(
     mode it came in (the trainer scores its teacher mid-run).
     """
     flip_test = cfg.eval.flip_test if flip_test is None else flip_test
+    keypoints_set = cfg.keypoints.keypoint_set()
+    flip_index = keypoints_set.flip_index if flip_test else None
     device = torch.device(device) if device is not None else _model_device(model)
     if _model_device(model) != device:
         model.to(device)
@@ -125,10 +129,11 @@ def predict_dataset(
     results: list[dict[str, Any]] = []
     with eval_mode(model):
         for batch in tqdm(loader, desc="predict", unit="batch", disable=not progress, leave=False):
-            heatmaps = model_heatmaps(model, batch["image"].to(device, non_blocking=True), flip_test)
+            heatmaps = model_heatmaps(model, batch["image"].to(device, non_blocking=True), flip_index)
             keypoints, maxvals = decode_to_image(heatmaps, batch["center"].numpy(), batch["scale"].numpy(), cfg)
             scores = person_scores(maxvals, batch["score"].numpy(), cfg.eval.keypoint_score_threshold)
-            results.extend(result_records(batch["image_id"].numpy(), keypoints, maxvals, scores))
+            image_ids = batch["image_id"].numpy()
+            results.extend(result_records(image_ids, keypoints, maxvals, scores, keypoints_set.category_id))
     return results
 
 
@@ -158,17 +163,19 @@ def predict_boxes(
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """Keypoints `[N,K,3]` (x, y, confidence in image pixels) and person scores `[N]` for boxes in one image."""
     flip_test = cfg.eval.flip_test if flip_test is None else flip_test
+    keypoint_set = cfg.keypoints.keypoint_set()
+    flip_index = keypoint_set.flip_index if flip_test else None
     inputs, centers, scales = crop_people(image_rgb, boxes_xywh, cfg)
     count = len(inputs)
     scores_in = np.ones(count) if box_scores is None else np.asarray(box_scores, dtype=np.float64)
     if count == 0:
-        return np.zeros((0, len(PERSON_CATEGORY["keypoints"]), 3)), np.zeros(0)
+        return np.zeros((0, keypoint_set.num_keypoints, 3)), np.zeros(0)
     device = _model_device(model)
     keypoints, maxvals = [], []
     with eval_mode(model):
         for start in range(0, count, cfg.eval.batch_size):
             stop = start + cfg.eval.batch_size
-            heatmaps = model_heatmaps(model, inputs[start:stop].to(device), flip_test)
+            heatmaps = model_heatmaps(model, inputs[start:stop].to(device), flip_index)
             points, confidences = decode_to_image(heatmaps, centers[start:stop], scales[start:stop], cfg)
             keypoints.append(points)
             maxvals.append(confidences)

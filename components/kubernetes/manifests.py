@@ -104,15 +104,23 @@ def check_cron(expression: str) -> str:
 
 
 def data_root_warning(cfg: ExperimentConfig) -> str | None:
-    """Why a pod could not read data.root, or None: a local path exists only on this machine (a
+    """Why a pod could not read its data, or None: a local path exists only on this machine (a
     synthetic set is drawn inside the pod, so a local root is fine then)."""
-    root = cfg.data.root
-    if root.startswith("s3://") or cfg.data.synthetic is not None:
+    from components.data.sources import data_sources
+
+    if cfg.data.draws_synthetic:
+        return None
+    unlabeled = cfg.data.unlabeled
+    locations = {**{f"data.{k}": v for k, v in data_sources(cfg.data).items().items()}}
+    locations.update({f"data.unlabeled.images[{i}]": v for i, v in enumerate(unlabeled.images)})
+    locations.update({f"data.unlabeled.videos[{i}]": v for i, v in enumerate(unlabeled.videos)})
+    local = [f"{field}={value}" for field, value in locations.items() if not value.startswith("s3://")]
+    if not local:
         return None
     return (
-        f"data.root={root} is a local path: a training pod cannot read it and will exit with code "
-        f"{cfg.backend.kubernetes.config_error_exit_code} (config error); upload the data and set "
-        "data.root=s3://bucket/prefix"
+        f"{local[0]} is a local path{' (and ' + str(len(local) - 1) + ' more)' if len(local) > 1 else ''}: "
+        f"a training pod cannot read it and will exit with code {cfg.backend.kubernetes.config_error_exit_code} "
+        "(config error); upload the data and set data.root=s3://bucket/prefix (or s3:// locations)"
     )
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from components.config import ExperimentConfig, InputConfig, ModelConfig
-from components.keypoints import NUM_KEYPOINTS
+from components.keypoints import COCO_PERSON
 from components.method import method_spec
 from components.models.backbone import (
     FeatureBackbone,
@@ -116,7 +116,7 @@ class PoseNet(nn.Module):
 def build_pose_net(
     model_cfg: ModelConfig,
     input_cfg: InputConfig,
-    num_keypoints: int = NUM_KEYPOINTS,
+    num_keypoints: int = COCO_PERSON.num_keypoints,
     *,
     mfl_strides: tuple[int, ...] | None = None,
 ) -> PoseNet:
@@ -139,6 +139,8 @@ def build_pose_net(
     return net
 
 
-def build_model(cfg: ExperimentConfig, num_keypoints: int = NUM_KEYPOINTS) -> PoseNet:
-    """The student of an experiment, with the MFL heads its method supervises (rebuilds a checkpoint's too)."""
+def build_model(cfg: ExperimentConfig) -> PoseNet:
+    """The student of an experiment: one heatmap a keypoint of its set, with the MFL heads its method
+    supervises (rebuilds a checkpoint's too)."""
+    num_keypoints = cfg.keypoints.keypoint_set().num_keypoints
     return build_pose_net(cfg.model, cfg.input, num_keypoints, mfl_strides=method_spec(cfg).mfl_strides)

@@ -11,6 +11,7 @@ move is recorded in version tags and in a history kept on the registered model.
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ TAG_CHAMPION_AP = "promotion.champion_ap"
 TAG_CHAMPION_VERSION = "promotion.champion_version"
 TAG_PREVIOUS_CHAMPION = "promotion.previous_champion"
 TAG_REGISTRATION = "registration.status"  # "pending" until the version is complete
+TAG_KEYPOINT_COUNT = "keypoints.count"
+TAG_KEYPOINT_NAMES = "keypoints.names"  # comma-separated, in the heatmap channels' order
+KEYPOINTS_FOLDER = "keypoints"  # run artifact folder of keypoints.json: names, skeleton, flip pairs, sigmas
 ABANDONED_AFTER_S = 600.0
 RESULTS_FOLDER = "evaluation"  # the validation results a version was scored on, logged beside it
 MODEL_TAG_HISTORY = "champion.history"  # JSON list of earlier champions, oldest first
@@ -124,6 +128,7 @@ def register_student(
 
         log_validation(client, into_run_id, metrics, val_fingerprint, step)
         log_files(client, into_run_id, files)
+        log_keypoint_set(client, into_run_id, cfg)
         logged = log_student(client, into_run_id, student, cfg, step)
         version = _create_version(
             client,
@@ -155,6 +160,14 @@ def _run_to_log_into(client: MlflowClientLike, cfg: ExperimentConfig, run_id: st
         yield new_run_id
 
 
+def log_keypoint_set(client: MlflowClientLike, run_id: str, cfg: ExperimentConfig) -> None:
+    """The version's keypoint set (names, skeleton, flip pairs, sigmas) as `keypoints/keypoints.json`."""
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "keypoints.json"
+        path.write_text(json.dumps(cfg.keypoints.keypoint_set().as_dict(), indent=1))
+        log_files(client, run_id, [(KEYPOINTS_FOLDER, path)])
+
+
 def _create_version(
     client: MlflowClientLike,
     name: str,
@@ -172,10 +185,13 @@ def _create_version(
     except MlflowException:
         client.create_registered_model(name, description="TRS-pose students: image + person boxes in, keypoints out")
     _delete_abandoned_versions(client, name, run_id=run_id)
+    keypoints = cfg.keypoints.keypoint_set()
     tags = {
         TAG_AP: repr(float(metrics["AP"])),
         TAG_VAL_FINGERPRINT: val_fingerprint,
         TAG_METHOD: cfg.train.method,
+        TAG_KEYPOINT_COUNT: str(keypoints.num_keypoints),
+        TAG_KEYPOINT_NAMES: ",".join(keypoints.names)[:4000],
         TAG_REGISTRATION: "pending",
         **({TAG_ONNX: onnx_uri} if onnx_uri else {}),
         **{f"eval.{key}": repr(float(value)) for key, value in metrics.items() if key != "AP"},

@@ -7,7 +7,8 @@ from pathlib import Path
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from components.evaluation.drawing import CENTRE_COLOUR, LEFT_COLOUR, RIGHT_COLOUR
+from components.evaluation.drawing import SIDE_COLOURS
+from components.keypoints import Side
 
 DPI = 110
 CHALLENGER_COLOUR = "#4c72b0"
@@ -20,13 +21,9 @@ def rgb(colour: tuple[int, int, int]) -> tuple[float, float, float]:
     return (colour[0] / 255, colour[1] / 255, colour[2] / 255)
 
 
-def side_colour(joint_name: str) -> tuple[float, float, float]:
+def side_colour(side: Side) -> tuple[float, float, float]:
     """Left joints orange, right joints blue, the centre green: the colours of `drawing.draw_poses`."""
-    if joint_name.startswith("left_"):
-        return rgb(LEFT_COLOUR)
-    if joint_name.startswith("right_"):
-        return rgb(RIGHT_COLOUR)
-    return rgb(CENTRE_COLOUR)
+    return rgb(SIDE_COLOURS[side])
 
 
 def new_figure(width: float, height: float) -> Figure:

@@ -12,7 +12,6 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 from components.evaluation.error_breakdown import BINS, KeypointOutcomes
-from components.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 from components.reporting.canvas import new_figure
 from components.reporting.per_joint import joint_positions
 
@@ -37,13 +36,14 @@ def joint_errors_figure(
     """One stacked bar per joint (two with a champion: the challenger left, the champion right, hatched)."""
     sets = [(label, outcomes, "")] + ([("champion", champion, "//")] if champion is not None else [])
     width = 0.9 if champion is None else 0.45
-    x = joint_positions() * (1.0 if champion is None else 1.5)
+    keypoints = outcomes.keypoints
+    x = joint_positions(keypoints) * (1.0 if champion is None else 1.5)
     figure = new_figure(12, 4.8)
     axes = figure.add_subplot()
     for index, (name, data, hatch) in enumerate(sets):
         shares = shares_per_joint(data)
         shift = 0.0 if champion is None else (index - 0.5) * width
-        bottom = np.zeros(NUM_KEYPOINTS)
+        bottom = np.zeros(keypoints.num_keypoints)
         for b, bin_name in enumerate(BINS):
             axes.bar(
                 x + shift,
@@ -58,7 +58,7 @@ def joint_errors_figure(
                 gid=f"{name}/{bin_name}",
             )
             bottom += shares[:, b]
-    axes.set_xticks(x, [n.replace("_", " ") for n in KEYPOINT_NAMES], rotation=45, ha="right")
+    axes.set_xticks(x, [n.replace("_", " ") for n in keypoints.names], rotation=45, ha="right")
     axes.set_ylim(0, 1.0)
     axes.set_ylabel("share of the joint's labeled keypoints")
     axes.legend(fontsize=8, ncols=len(BINS), loc="lower center", bbox_to_anchor=(0.5, 1.0))

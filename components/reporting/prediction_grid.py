@@ -21,12 +21,12 @@ from numpy.typing import NDArray
 from pycocotools.coco import COCO
 
 from components.data.validation import load_rgb
+from components.evaluation.drawing import limb_side
 from components.evaluation.error_breakdown import PersonMatch
-from components.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS, SKELETON
+from components.keypoints import KeypointSet
 from components.reporting.canvas import new_figure, side_colour
 
 CONTEXT = 0.25  # box margin on each side, as a share of the box's larger side
-LIMBS = np.asarray(SKELETON, dtype=np.int64) - 1  # COCO's skeleton is 1-based
 
 
 def worst_and_best(people: Sequence[PersonMatch], count: int) -> tuple[list[PersonMatch], list[PersonMatch]]:
@@ -38,17 +38,11 @@ def worst_and_best(people: Sequence[PersonMatch], count: int) -> tuple[list[Pers
     return worst, best
 
 
-def _limb_colours() -> list[tuple[float, float, float]]:
-    colours = []
-    for a, b in LIMBS:
-        first, second = side_colour(KEYPOINT_NAMES[a]), side_colour(KEYPOINT_NAMES[b])
-        colours.append(first if first == second else side_colour("nose"))
-    return colours
-
-
-def _skeleton(axes: Axes, keypoints: NDArray[np.float64], shown: NDArray[np.bool_], truth: bool) -> None:
-    limbs = [limb for limb in LIMBS if shown[limb[0]] and shown[limb[1]]]
-    colours = [c for limb, c in zip(LIMBS, _limb_colours(), strict=True) if shown[limb[0]] and shown[limb[1]]]
+def _skeleton(
+    axes: Axes, keypoints: NDArray[np.float64], shown: NDArray[np.bool_], truth: bool, keypoint_set: KeypointSet
+) -> None:
+    limbs = [limb for limb in keypoint_set.skeleton if shown[limb[0]] and shown[limb[1]]]
+    colours = [side_colour(limb_side(keypoint_set, a, b)) for a, b in limbs]
     segments = [keypoints[list(limb), :2] for limb in limbs]
     if truth:
         axes.add_collection(
@@ -68,17 +62,25 @@ def _skeleton(axes: Axes, keypoints: NDArray[np.float64], shown: NDArray[np.bool
     axes.add_collection(
         LineCollection(segments, colors=colours, linestyles="-", linewidths=2.0, gid="prediction", zorder=4)
     )
-    joint_colours = [side_colour(name) for name, keep in zip(KEYPOINT_NAMES, shown, strict=True) if keep]
+    joint_colours = [side_colour(side) for side, keep in zip(keypoint_set.sides, shown, strict=True) if keep]
     axes.scatter(keypoints[shown, 0], keypoints[shown, 1], s=14, c=joint_colours, zorder=5, gid="prediction_joints")
 
 
-def _cell(axes: Axes, image: NDArray[np.uint8], annotation: Mapping[str, Any], person: PersonMatch, title: str) -> None:
+def _cell(
+    axes: Axes,
+    image: NDArray[np.uint8],
+    annotation: Mapping[str, Any],
+    person: PersonMatch,
+    title: str,
+    keypoint_set: KeypointSet,
+) -> None:
     axes.imshow(image)
-    truth = np.asarray(annotation["keypoints"], dtype=np.float64).reshape(NUM_KEYPOINTS, 3)
-    _skeleton(axes, truth, truth[:, 2] > 0, truth=True)
+    k = keypoint_set.num_keypoints
+    truth = np.asarray(annotation["keypoints"], dtype=np.float64).reshape(k, 3)
+    _skeleton(axes, truth, truth[:, 2] > 0, True, keypoint_set)
     if person.prediction is not None:
-        predicted = np.asarray(person.prediction["keypoints"], dtype=np.float64).reshape(NUM_KEYPOINTS, 3)
-        _skeleton(axes, predicted, np.ones(NUM_KEYPOINTS, dtype=bool), truth=False)
+        predicted = np.asarray(person.prediction["keypoints"], dtype=np.float64).reshape(k, 3)
+        _skeleton(axes, predicted, np.ones(k, dtype=bool), False, keypoint_set)
     x, y, w, h = (float(v) for v in annotation["bbox"])
     side = max(w, h)
     height, width = image.shape[:2]
@@ -91,7 +93,12 @@ def _cell(axes: Axes, image: NDArray[np.uint8], annotation: Mapping[str, Any], p
 
 
 def prediction_grid_figure(
-    people: Sequence[PersonMatch], ground_truth: COCO, image_dir: str | Path, count: int = 12, columns: int = 6
+    people: Sequence[PersonMatch],
+    ground_truth: COCO,
+    image_dir: str | Path,
+    keypoint_set: KeypointSet,
+    count: int = 12,
+    columns: int = 6,
 ) -> Figure:
     """A grid of `count` people: worst first, then best; see the module doc for the styles."""
     worst, best = worst_and_best(people, count)
@@ -114,6 +121,7 @@ def prediction_grid_figure(
             ground_truth.anns[person.ann_id],
             person,
             title,
+            keypoint_set,
         )
     figure.suptitle(
         f"The {len(worst)} worst and {len(best)} best of {len(people)} validation people by OKS: "

@@ -73,12 +73,17 @@ def draw_run_figures(
     if challenger.results is None:
         return written
     ground_truth = load_ground_truth(val_ann)
-    outcomes = keypoint_outcomes(ground_truth, challenger.results)
-    against = keypoint_outcomes(ground_truth, champion.results) if champion is not None and champion.results else None
+    keypoints = cfg.keypoints.keypoint_set() if cfg is not None else None
+    outcomes = keypoint_outcomes(ground_truth, challenger.results, keypoints)
+    against = (
+        keypoint_outcomes(ground_truth, champion.results, keypoints)
+        if champion is not None and champion.results
+        else None
+    )
     written.append(save_figure(per_joint_figure(outcomes, against, challenger.label), out / PER_JOINT))
     written.append(save_figure(joint_errors_figure(outcomes, against, challenger.label), out / JOINT_ERRORS))
     if val_images is not None and outcomes.people:
-        grid = prediction_grid_figure(outcomes.people, ground_truth, val_images)
+        grid = prediction_grid_figure(outcomes.people, ground_truth, val_images, outcomes.keypoints)
         written.append(save_figure(grid, out / PREDICTIONS))
     return written
 

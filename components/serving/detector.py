@@ -52,17 +52,27 @@ def load_detector(weights: str | Path, arch: DetectorArch = DEFAULT_DETECTOR_ARC
     return detector.eval()
 
 
-@torch.inference_mode()
 def detect_people(
     detector: nn.Module, image_rgb: NDArray[np.uint8], score_threshold: float = 0.5
 ) -> tuple[NDArray[np.float32], NDArray[np.float64]]:
     """Person boxes `[N, 4]` (x, y, w, h) scoring at least `score_threshold`, best first, and their scores."""
-    tensor = torch.from_numpy(np.ascontiguousarray(image_rgb)).permute(2, 0, 1).float() / 255.0
-    output = detector([tensor])[0]
-    keep = (output["labels"] == COCO_PERSON_LABEL) & (output["scores"] >= score_threshold)
-    xyxy = output["boxes"][keep].double().numpy()
-    scores = output["scores"][keep].double().numpy()
-    boxes = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
-    usable = (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
-    order = np.argsort(-scores[usable], kind="stable")
-    return boxes[usable][order].astype(np.float32), scores[usable][order]
+    return detect_batch(detector, [image_rgb], COCO_PERSON_LABEL, score_threshold)[0]
+
+
+@torch.inference_mode()
+def detect_batch(
+    detector: nn.Module, images_rgb: list[NDArray[np.uint8]], label: int, score_threshold: float
+) -> list[tuple[NDArray[np.float32], NDArray[np.float64]]]:
+    """For each image, the boxes `[N, 4]` (x, y, w, h) of class `label` scoring at least
+    `score_threshold`, best first, and their scores; one forward pass for the whole list."""
+    tensors = [torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 255.0 for image in images_rgb]
+    found = []
+    for output in detector(tensors):
+        keep = (output["labels"] == label) & (output["scores"] >= score_threshold)
+        xyxy = output["boxes"][keep].double().numpy().reshape(-1, 4)
+        scores = output["scores"][keep].double().numpy()
+        boxes = np.concatenate([xyxy[:, :2], xyxy[:, 2:] - xyxy[:, :2]], axis=1)
+        usable = (boxes[:, 2] > 0) & (boxes[:, 3] > 0)
+        order = np.argsort(-scores[usable], kind="stable")
+        found.append((boxes[usable][order].astype(np.float32), scores[usable][order]))
+    return found

@@ -1,4 +1,4 @@
-"""The whole predictor as one ONNX graph: `image` uint8 [H, W, 3] + `boxes` float32 [N, 4] -> `keypoints`.
+"""The whole predictor as one ONNX graph: `image` uint8 [H, W, 3] + `boxes` float32 [N, 4] -> `keypoints` [N, K, 3].
 
 Exported with the `torch.export`-based exporter (`dynamo=True`, needs onnxscript): the TorchScript
 exporter of torch 2.14 still runs but traces the image size into the graph as a constant, so the
@@ -54,6 +54,7 @@ def export_onnx(network: nn.Module, cfg: ExperimentConfig, path: str | Path, fli
         "trs_pose.flip_test": json.dumps(flip_test),
         "trs_pose.input": json.dumps(cfg.input.model_dump(mode="json")),
         "trs_pose.model": json.dumps(cfg.model.model_dump(mode="json")),
+        "trs_pose.keypoints": json.dumps(cfg.keypoints.keypoint_set().as_dict()),
     }
     for key, value in metadata.items():
         entry = model.metadata_props.add()

@@ -29,6 +29,7 @@ class TopDownPredictor(nn.Module):
     mean: torch.Tensor
     std: torch.Tensor
     crop_pixels: torch.Tensor
+    flip_index: torch.Tensor
 
     def __init__(self, network: nn.Module, cfg: ExperimentConfig, flip_test: bool = False) -> None:
         super().__init__()
@@ -38,6 +39,9 @@ class TopDownPredictor(nn.Module):
         self.aspect_ratio = cfg.input.aspect_ratio
         self.box_padding = cfg.input.box_padding
         self.flip_test = flip_test
+        self.register_buffer(
+            "flip_index", torch.as_tensor(cfg.keypoints.keypoint_set().flip_index, dtype=torch.int64), persistent=False
+        )
         self.register_buffer("mean", torch.from_numpy(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.from_numpy(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         rows, cols = torch.meshgrid(
@@ -52,7 +56,7 @@ class TopDownPredictor(nn.Module):
         centers, scales = boxes_to_centers_scales(boxes.float(), self.aspect_ratio, self.box_padding)
         crops = self.crop(image, centers, scales)
         inputs = (crops / 255.0 - self.mean) / self.std
-        heatmaps = model_heatmaps(self.network, inputs, self.flip_test)
+        heatmaps = model_heatmaps(self.network, inputs, self.flip_index if self.flip_test else None)
         coords, maxvals = decode_heatmaps(heatmaps, "argmax")
         points = crop_to_image(heatmap_to_input_tensor(coords, self.heatmap_stride), centers, scales, self.input_size)
         return torch.cat([points, maxvals.unsqueeze(-1)], dim=-1)

@@ -5,7 +5,8 @@ RGB array `[H, W, 3]`), optional `boxes` (`[[x, y, w, h], ...]` in image pixels;
 the whole image is one person) and optional `scores` (one a box). In a batch, give every record the
 same keys (`"boxes": []` for a whole-image row): a key missing from one record becomes NaN, which
 MLflow's schema check refuses with a 400 before the model sees it. One answer row per image:
-`keypoints` `[N, 17, 3]` (x, y in image pixels, score), `scores` (person scores), `boxes` and
+`keypoints` `[N, K, 3]` (x, y in image pixels, score; K and the names in the model's metadata
+`trs_pose.keypoints`), `scores` (person scores), `boxes` and
 `box_source` ("boxes" or "whole_image"). Parameter `flip_test` (default: the training config's
 `eval.flip_test`) averages with the mirrored crop.
 
@@ -149,4 +150,5 @@ def log_pose_model(
             pip_requirements=pip_requirements(),
             model_id=model_id,
             step=step,
+            metadata={"trs_pose.keypoints": cfg.keypoints.keypoint_set().as_dict()},
         )

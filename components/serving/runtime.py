@@ -18,7 +18,6 @@ from numpy.typing import NDArray
 from components.config import ExperimentConfig
 from components.data.records import PersonRecord
 from components.evaluation.inference import person_scores, result_records
-from components.keypoints import NUM_KEYPOINTS
 from components.serving.predictor import TopDownPredictor
 
 RuntimeName = Literal["torch", "onnx"]
@@ -36,11 +35,12 @@ class TorchRuntime:
     def __init__(self, predictor: TopDownPredictor, device: str | torch.device = "cpu") -> None:
         self.device = torch.device(device)
         self.predictor = predictor.to(self.device).eval()
+        self.num_keypoints = len(predictor.flip_index)
 
     @torch.inference_mode()
     def __call__(self, image: NDArray[np.uint8], boxes: NDArray[np.float32]) -> NDArray[np.float32]:
         if len(boxes) == 0:
-            return np.zeros((0, NUM_KEYPOINTS, 3), dtype=np.float32)
+            return np.zeros((0, self.num_keypoints, 3), dtype=np.float32)
         keypoints = self.predictor(
             torch.from_numpy(np.ascontiguousarray(image)).to(self.device),
             torch.from_numpy(np.ascontiguousarray(boxes, dtype=np.float32)).to(self.device),
@@ -58,10 +58,11 @@ class OnnxRuntime:
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.num_keypoints = int(self.session.get_outputs()[0].shape[1])
 
     def __call__(self, image: NDArray[np.uint8], boxes: NDArray[np.float32]) -> NDArray[np.float32]:
         if len(boxes) == 0:
-            return np.zeros((0, NUM_KEYPOINTS, 3), dtype=np.float32)
+            return np.zeros((0, self.num_keypoints, 3), dtype=np.float32)
         feeds = {"image": np.ascontiguousarray(image, dtype=np.uint8), "boxes": np.ascontiguousarray(boxes, np.float32)}
         return np.asarray(self.session.run(["keypoints"], feeds)[0], dtype=np.float32)
 
@@ -97,5 +98,9 @@ def predict_records(
         box_scores = np.array([record.score for record in people], dtype=np.float64)
         keypoints, scores = predict_people(runtime, image, boxes, box_scores, cfg)
         image_ids = [record.image_id for record in people]
-        results.extend(result_records(image_ids, keypoints[..., :2], keypoints[..., 2], scores))
+        results.extend(
+            result_records(
+                image_ids, keypoints[..., :2], keypoints[..., 2], scores, cfg.keypoints.keypoint_set().category_id
+            )
+        )
     return results

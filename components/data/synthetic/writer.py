@@ -19,16 +19,16 @@ import cv2
 import numpy as np
 
 from components.atomic_files import replaced_atomically
+from components.data.synthetic.folder import SYNTHETIC_DESCRIPTION, claim
 from components.data.synthetic.scene import render_scene
 from components.data.synthetic.style import scene_style
-from components.keypoints import PERSON_CATEGORY
+from components.keypoints import COCO_PERSON
 
 SPLIT_CODES = {"train": 0, "val": 1}
 IMAGE_ID_STRIDE = 10_000_000  # val image ids start here, so ids stay unique across splits
 MAX_PEOPLE_PER_IMAGE = 100  # annotation id = image id * 100 + slot
 JPEG_QUALITY = 92
 POOL_THRESHOLD = 48  # fewer images than this are not worth starting processes for
-SYNTHETIC_DESCRIPTION = "trs-pose synthetic people"
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,16 @@ def synthesis_info(seed: int, style: str, image_size: tuple[int, int], images: i
         "style": style,
         "image_size": [int(v) for v in image_size],
         "images": int(images),
+    }
+
+
+def synthesis_settings(
+    seed: int, style: str, image_size: tuple[int, int], num_train: int, num_val: int
+) -> dict[str, Any]:
+    """What a synthetic folder's mark records: the `info` of each split as drawn."""
+    return {
+        "train": synthesis_info(seed, style, image_size, num_train),
+        "val": synthesis_info(seed, style, image_size, num_val),
     }
 
 
@@ -95,7 +105,7 @@ def _make_image(job: _ImageJob) -> tuple[dict, list[dict]]:
             {
                 "id": image_id * MAX_PEOPLE_PER_IMAGE + person.slot,
                 "image_id": image_id,
-                "category_id": PERSON_CATEGORY["id"],
+                "category_id": COCO_PERSON.category_id,
                 "iscrowd": 0,
                 "bbox": [float(v) for v in person.bbox],
                 "area": float(person.area),
@@ -140,8 +150,10 @@ def generate_dataset(
 ) -> SynthesisSummary:
     """Write out_dir/annotations/person_keypoints_{train,val}.json and JPEGs under out_dir/{train,val}/.
 
-    `style` names a SceneStyle (see style.py). `progress(split, n)` is called after each finished
-    image (for a progress bar).
+    `out_dir` must be new, empty or a folder drawn earlier (components/data/synthetic/folder.py): it is
+    marked first, so a user's folder is refused before anything is written. `style` names a
+    SceneStyle (see style.py). `progress(split, n)` is called after each finished image (for a
+    progress bar).
     """
     scene_style(style)
     height, width = (int(v) for v in image_size)
@@ -150,7 +162,7 @@ def generate_dataset(
     if height < 32 or width < 32:
         raise ValueError(f"image_size must be at least 32x32 pixels, got {height}x{width}")
     workers = workers if workers is not None else min(os.cpu_count() or 1, 8)
-    root = Path(out_dir)
+    root = claim(out_dir, synthesis_settings(seed, style, (height, width), num_train, num_val))
     (root / "annotations").mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
     people: dict[str, int] = {}
@@ -170,7 +182,7 @@ def generate_dataset(
             "licenses": [],
             "images": images,
             "annotations": annotations,
-            "categories": [PERSON_CATEGORY],
+            "categories": [COCO_PERSON.coco_category()],
         }
         path = root / "annotations" / f"person_keypoints_{split}.json"
         _write_new_file(path, json.dumps(dataset, separators=(",", ":")).encode())
