@@ -127,14 +127,33 @@ def ingest(source: str, cache_dir: str, endpoint_url: str | None, hardlink: bool
 )
 @click.option("--no-images", is_flag=True, help="Skip opening the images (structure of the JSON only).")
 @click.option("--no-expectations", is_flag=True, help="Skip the statistical (Great Expectations) layer.")
-def validate(ann: str, images: str | None, report_dir: str | None, no_images: bool, no_expectations: bool) -> None:
-    """Check a COCO keypoint set; print every violation (file, record, rule). Exit 0 if valid, 1 if not."""
+@config_options
+def validate(
+    ann: str,
+    images: str | None,
+    report_dir: str | None,
+    no_images: bool,
+    no_expectations: bool,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Check a COCO keypoint set; print every violation (file, record, rule). Exit 0 if valid, 1 if not.
+
+    Any keypoint set is valid (one category lists its keypoints); the config's keypoints section
+    (--config, --set keypoints.flip_pairs=..., keypoints.sigmas=...) must fit it.
+    """
     if images is None and not no_images:
         raise click.UsageError("--images DIR is needed to check the images (or --no-images to skip them)")
     from components.data.validation import validate_dataset
 
+    keypoints = resolve_config(config_path, overrides).keypoints
     report = validate_dataset(
-        ann, images or ".", report_dir, check_images=not no_images, expectations=not no_expectations
+        ann,
+        images or ".",
+        report_dir,
+        check_images=not no_images,
+        expectations=not no_expectations,
+        keypoints=keypoints,
     )
     for violation in report.violations:
         click.echo(str(violation))
@@ -143,6 +162,12 @@ def validate(ann: str, images: str | None, report_dir: str | None, no_images: bo
         click.echo(
             f"{stats['images']} images, {stats['annotations']} annotations "
             f"({stats['people_with_keypoints']} people with keypoints, {stats['crowd_annotations']} crowd)"
+        )
+    if report.keypoints is not None:
+        sigmas = {"coco": "COCO's", "config": "the config's", "default": "defaults (AP depends on them)"}
+        click.echo(
+            f"keypoint set {report.keypoints.category!r}: {report.keypoints.summary()}; "
+            f"{len(report.keypoints.flip_pairs)} flip pairs; sigmas {sigmas[report.keypoints.sigma_source]}"
         )
     if report.report_path is not None:
         click.echo(f"report: {report.report_path}")

@@ -11,6 +11,7 @@ import click
 
 from cli.errors import CONFIG_ERROR_EXIT, UserError
 from cli.model_options import model_source_options, open_model
+from cli.options import resolve_config
 
 METRIC_HELP = "AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl"
 
@@ -107,11 +108,19 @@ def print_metrics(metrics: dict[str, float], title: str) -> None:
 @click.option("--out", type=click.Path(dir_okay=False), help="Write the predicted COCO results JSON here.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1, ... or auto.")
 @click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="With --results: the experiment YAML whose keypoints section (sigmas, flip pairs) scores them.",
+)
+@click.option(
     "--set",
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override the checkpoint's config, e.g. --set eval.batch_size=16.",
+    help="Override the checkpoint's config, e.g. --set eval.batch_size=16; with --results, keypoints.* only, "
+    "e.g. --set keypoints.sigmas=[0.05,0.05,...].",
 )
 @click.option(
     "--json",
@@ -144,13 +153,18 @@ def evaluate(
     decoder: str | None,
     out: str | None,
     device: str,
+    config_path: str | None,
     overrides: tuple[str, ...],
     as_json: bool,
     breakdown: bool,
     plots: str | None,
     progress: bool,
 ) -> None:
-    """COCO keypoint AP (OKS, COCO's sigmas) of a results file, or of a checkpoint on a dataset.
+    """Keypoint AP (OKS with the keypoint set's sigmas) of a results file, or of a model on a dataset.
+
+    The keypoint set of a results file is --ann's keypoint category; its sigmas are COCO's for COCO's
+    17 person keypoints, else --config's or --set keypoints.sigmas=[...] (a default otherwise, with a
+    warning: AP depends on them). A model scores only annotations of its own keypoint set.
 
     \b
     Score a results file:   trs-pose evaluate --ann val.json --results results.json --json
@@ -165,6 +179,7 @@ def evaluate(
         ResultsError,
         checked_results,
         coco_keypoint_eval,
+        ground_truth_keypoints,
         load_ground_truth,
     )
     from components.evaluation.error_breakdown import error_breakdown
@@ -172,10 +187,12 @@ def evaluate(
     model_given = checkpoint is not None or model_uri is not None
     if (results is None) == (not model_given) or (checkpoint is not None and model_uri is not None):
         raise click.UsageError("give exactly one of --results (score a file), --checkpoint or --model (run a model)")
-    if results is not None and (images or detections or out or flip_test is not None or decoder or overrides):
-        raise click.UsageError(
-            "--images, --detections, --flip-test, --decoder, --out and --set need --checkpoint or --model"
-        )
+    if results is not None and (images or detections or out or flip_test is not None or decoder):
+        raise click.UsageError("--images, --detections, --flip-test, --decoder and --out need --checkpoint or --model")
+    if results is not None and any(not o.strip().startswith("keypoints.") for o in overrides):
+        raise click.UsageError("with --results, --set takes keypoints.* fields only (the rest needs a model)")
+    if config_path is not None and results is None:
+        raise click.UsageError("--config scores --results; a model brings its own config (override it with --set)")
     if plots is not None and checkpoint is None:
         raise click.UsageError("--plots needs --checkpoint (its history and predictions)")
     if model_given and images is None:
@@ -183,17 +200,19 @@ def evaluate(
     try:
         gt = load_ground_truth(ann)  # parsed once for the metrics and the breakdown
         if results is not None:
-            records = checked_results(results, gt)  # read and checked once for the metrics and the breakdown
+            options = resolve_config(config_path, overrides).keypoints
+            keypoints = ground_truth_keypoints(gt, options)
+            records = checked_results(results, gt, keypoints.num_keypoints)  # read and checked once
             if not records:
                 raise UserError(f"{results}: the results list is empty, nothing to score (AP would be 0 by definition)")
-            metrics = coco_keypoint_eval(gt, records)
-            errors = error_breakdown(gt, records) if breakdown else None
+            metrics = coco_keypoint_eval(gt, records, keypoints=keypoints)
+            errors = error_breakdown(gt, records, keypoints) if breakdown else None
             title = f"COCO keypoint metrics of {results}"
         else:
             assert images is not None  # a usage error above otherwise
             with tempfile.TemporaryDirectory() as scratch:
                 predictions = out or (str(Path(scratch) / "results.json") if breakdown or plots else None)
-                metrics = _evaluate_checkpoint(
+                metrics, keypoint_set = _evaluate_checkpoint(
                     checkpoint,
                     model_uri,
                     runtime,
@@ -209,7 +228,7 @@ def evaluate(
                     overrides,
                     progress=progress and not as_json,
                 )
-                errors = error_breakdown(gt, predictions) if breakdown and predictions else None
+                errors = error_breakdown(gt, predictions, keypoint_set) if breakdown and predictions else None
                 if plots is not None and predictions is not None and checkpoint is not None:
                     from components.reporting.run_report import draw_checkpoint_figures
 
@@ -241,8 +260,10 @@ def _evaluate_checkpoint(
     device: str,
     overrides: tuple[str, ...],
     progress: bool,
-) -> dict[str, float]:
+) -> tuple[dict[str, float], Any]:
+    """The model's metrics on --ann, and its keypoint set (the annotations must be of it)."""
     from components.data.validation import missing_images
+    from components.evaluation.coco_eval import check_keypoint_set
     from components.evaluation.evaluate import evaluate_model
     from components.serving.model_source import onnx_runtime
 
@@ -255,6 +276,8 @@ def _evaluate_checkpoint(
         )
     with open_model(checkpoint, model_uri, tracking_uri) as opened, tempfile.TemporaryDirectory() as scratch:
         cfg = override_config(opened.cfg, overrides)
+        keypoint_set = cfg.keypoints.keypoint_set()
+        check_keypoint_set(gt, keypoint_set)  # one line naming both sets, before any inference
         if decoder is not None:
             cfg.eval.decoder = decoder
         onnx = None
@@ -263,7 +286,7 @@ def _evaluate_checkpoint(
                 raise click.UsageError("--runtime onnx decodes with argmax (in the graph); drop --decoder dark")
             flip = cfg.eval.flip_test if flip_test is None else flip_test
             onnx = onnx_runtime(opened.network, cfg, flip, opened.onnx_path, scratch)
-        return evaluate_model(
+        metrics = evaluate_model(
             None if onnx is not None else opened.network,
             ann,
             images,
@@ -276,3 +299,4 @@ def _evaluate_checkpoint(
             progress=progress,
             runtime=onnx,
         )
+        return metrics, keypoint_set

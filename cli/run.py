@@ -118,6 +118,10 @@ def run(
         raise click.UsageError("--resume continues an existing run under its own name; drop --run-name")
     given = resume is None or config_path is not None or bool(overrides)
     cfg = resolve_config(config_path, overrides)
+    if given:  # before any server: a wrong data location is one line, and nothing is written
+        from components.data.prepare import check_before_run
+
+        check_before_run(cfg.data)
     if not no_local_services:
         cfg = use_local_services(cfg)
     if given:  # a resume without a config checks the run's own endpoints as it reads them

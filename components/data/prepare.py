@@ -79,6 +79,15 @@ def synthesise_if_missing(data_cfg: DataConfig) -> bool:
     return True
 
 
+def check_before_run(data_cfg: DataConfig) -> None:
+    """The local locations of a run checked before any server is contacted or anything written: one line
+    naming what was looked for and what was found. A folder synthetic people will be drawn into is
+    not checked (the ingest step draws them)."""
+    if data_cfg.draws_synthetic and data_cfg.root is not None and drawable(data_cfg.root):
+        return
+    check_sources(data_cfg, local_only=True)
+
+
 def prepare_dataset(data_cfg: DataConfig, endpoint_url: str | None = None) -> PreparedData:
     """Every configured location, checked and ingested by content hash; raw unlabeled sources pooled.
 

@@ -66,24 +66,30 @@ def data_sources(data_cfg: DataConfig) -> DataSources:
     )
 
 
-def check_sources(data_cfg: DataConfig, client: Any = None) -> DataSources:
+def check_sources(data_cfg: DataConfig, client: Any = None, local_only: bool = False) -> DataSources:
     """The run's locations, each checked to exist (files and folders; S3 objects and prefixes), else one line.
 
-    `client` is an S3 client for s3:// locations (made on demand)."""
+    `client` is an S3 client for s3:// locations (made on demand); `local_only` skips them (a check
+    before any server is contacted)."""
     sources = data_sources(data_cfg)
+
+    def skip(location: str) -> bool:
+        return local_only and is_s3_uri(location)
+
     for field, location in sources.items().items():
         wants_file = field.endswith("_ann")
-        if _exists(location, wants_file, client):
+        if skip(location) or _exists(location, wants_file, client):
             continue
         raise DataSourceError(_missing_message(data_cfg, field, location, wants_file, client))
     unlabeled = data_cfg.unlabeled
     for index, folder in enumerate(unlabeled.images):
-        if not _exists(folder, False, client):
+        if not skip(folder) and not _exists(folder, False, client):
             raise DataSourceError(f"data.unlabeled.images[{index}]: {folder} is not a folder (or s3:// prefix) of images")
     for index, video in enumerate(unlabeled.videos):
-        if not _exists(video, True, client):
+        if not skip(video) and not _exists(video, True, client):
             raise DataSourceError(f"data.unlabeled.videos[{index}]: {video} is not a video file")
-    if unlabeled.any and unlabeled.boxes not in ("whole_image", "detector") and not _exists(unlabeled.boxes, True, client):
+    boxes = unlabeled.boxes
+    if unlabeled.any and boxes not in ("whole_image", "detector") and not skip(boxes) and not _exists(boxes, True, client):
         raise DataSourceError(
             f"data.unlabeled.boxes: {unlabeled.boxes} is neither whole_image, detector nor a detection-results file"
         )

@@ -101,9 +101,7 @@ class _Collector:
         self.ann_rows = array("d")  # flat, len(ANN_COLUMNS) values per annotation: 8 bytes a number
         self.categories: Any = None
         self.top_level_keys: set[str] = set()
-        # the keypoint count, from the categories when they come first, else from the first annotation
-        self.num_keypoints: int | None = None
-        self.keypoints_from: str = ""  # "categories" or the record that set num_keypoints
+        self.kp_counts = array("q")  # keypoints of each annotation in ann_ids, judged against the category at the end
         self.joint_names: tuple[str, ...] | None = None
         self._named_later: list[tuple[int, list[int], str, list[str]]] = []  # (violation, joints, prefix, values)
 
@@ -135,8 +133,6 @@ class _Collector:
         except KeypointSetError:
             return  # reported by _check_categories
         self.joint_names = names
-        if self.num_keypoints is None:
-            self.num_keypoints, self.keypoints_from = len(names), "categories"
 
     def image(self, entry_index: int, image: Any, nonstandard: tuple[str, ...]) -> None:
         name = f"image {image['id']}" if isinstance(image, dict) and _is_int(image.get("id")) else f"images[{entry_index}]"
@@ -196,7 +192,7 @@ class _Collector:
         if not ok or box is None or area is None or (keypoints is None and not crowd):
             return
         if keypoints is None:
-            keypoints = np.zeros((1, 3))
+            keypoints = np.zeros((0, 3))
         visibility = keypoints[:, 2]
         labeled = keypoints[visibility > 0]
         if len(labeled):
@@ -205,6 +201,7 @@ class _Collector:
             lo = hi = np.zeros(2)
         counts = np.bincount(visibility.astype(np.int64), minlength=len(VISIBILITY_VALUES)).tolist()
         self.ann_ids.append(ann["id"])
+        self.kp_counts.append(-1 if crowd else len(keypoints))
         self.ann_rows.extend(
             (ann["image_id"], ann["category_id"], crowd, *box, float(area), lo[0], lo[1], hi[0], hi[1], *counts)
         )
@@ -232,19 +229,11 @@ class _Collector:
         if raw is None:
             self.add(name, "schema.missing_key", "a non-crowd person annotation has no 'keypoints'")
             return None
-        if self.num_keypoints is None and isinstance(raw, list) and raw and len(raw) % 3 == 0:
-            self.num_keypoints, self.keypoints_from = len(raw) // 3, name
-        k = self.num_keypoints
-        if not isinstance(raw, list) or k is None or len(raw) != k * 3:
-            length = len(raw) if isinstance(raw, list) else type(raw).__name__
-            if k is None:
-                rule_text = "a list of (x, y, v) triples"
-            elif self.keypoints_from == "categories":
-                rule_text = f"{k}x3 = {k * 3} numbers (the keypoint category lists {k})"
-            else:
-                rule_text = f"{k}x3 = {k * 3} numbers, as in {self.keypoints_from}"
-            self.add(name, "keypoints.shape", f"'keypoints' must be {rule_text}, got {length}")
+        if not isinstance(raw, list) or not raw or len(raw) % 3:
+            length = f"{len(raw)} numbers" if isinstance(raw, list) else type(raw).__name__
+            self.add(name, "keypoints.shape", f"'keypoints' must be a list of (x, y, v) triples, got {length}")
             return None
+        k = len(raw) // 3  # judged against the category's count once it is read (COCO lists it last)
         if not set(map(type, raw)) <= _NUMBER_TYPES:  # one pass over types: the hot loop on 250k people
             bad = next(v for v in raw if not _is_number(v))
             self.add(name, "keypoints.type", f"'keypoints' must hold only numbers, found {bad!r}")
@@ -306,14 +295,37 @@ def _check_categories(collector: _Collector, options: KeypointsConfig | None) ->
     except KeypointSetError as exc:
         collector.add(record, "category.keypoint_set", str(exc).removeprefix(f"{collector.file}: "))
         return ids, None
-    observed = collector.num_keypoints
-    if observed is not None and observed != keypoints.num_keypoints:
-        collector.add(
-            record,
-            "category.keypoint_count",
-            f"the category lists {keypoints.num_keypoints} keypoints but {collector.keypoints_from} holds {observed}",
-        )
     return ids, keypoints
+
+
+def _check_keypoint_counts(collector: _Collector, keypoints: KeypointSet | None) -> None:
+    """Every person's keypoints against the category's count (vectorised; the counts were kept as read).
+    Without a usable category, the count most annotations hold is the reference."""
+    counts = np.frombuffer(collector.kp_counts, dtype=np.int64) if collector.kp_counts else np.zeros(0, np.int64)
+    people = counts >= 0
+    if not people.any():
+        return
+    if keypoints is not None:
+        expected, why = keypoints.num_keypoints, f"the keypoint category lists {keypoints.num_keypoints}"
+    else:
+        values, frequency = np.unique(counts[people], return_counts=True)
+        expected, why = int(values[frequency.argmax()]), "as most annotations hold"
+    ann_ids = np.frombuffer(collector.ann_ids, dtype=np.int64)
+    wrong = np.nonzero(people & (counts != expected))[0]
+    if keypoints is not None and len(wrong) == int(people.sum()):
+        collector.add(
+            f"category {keypoints.category_id}",
+            "category.keypoint_count",
+            f"the category lists {expected} keypoints but every annotation holds another count "
+            f"(annotation {ann_ids[wrong[0]]}: {counts[wrong[0]]})",
+        )
+        return
+    for i in wrong:
+        collector.add(
+            f"annotation {ann_ids[i]}",
+            "keypoints.shape",
+            f"'keypoints' must be {expected}x3 = {expected * 3} numbers ({why}), got {counts[i] * 3}",
+        )
 
 
 def _duplicates(values: np.ndarray) -> list[tuple[int, int]]:
@@ -538,6 +550,7 @@ def validate_dataset(
         category_ids: set[int] = set()
         if "categories" in collector.top_level_keys:
             category_ids, keypoint_set = _check_categories(collector, keypoints)
+        _check_keypoint_counts(collector, keypoint_set)
         collector.name_joints()
         table, image_size = _cross_checks(collector, category_ids)
         if check_images:
@@ -550,7 +563,8 @@ def validate_dataset(
             from components.data.expectations import run_expectations
 
             try:
-                num_keypoints = keypoint_set.num_keypoints if keypoint_set else (collector.num_keypoints or 1)
+                counts = np.frombuffer(collector.kp_counts, dtype=np.int64) if collector.kp_counts else np.zeros(1)
+                num_keypoints = keypoint_set.num_keypoints if keypoint_set else max(int(counts.max()), 1)
                 outcome = run_expectations(annotation_table(table, image_size, num_keypoints), report_dir)
             except Exception as exc:  # a GX internal error must not hide the structural findings
                 collector.add("<expectations>", "expectation.error", f"the statistical suite could not run: {exc!r}")

@@ -1,0 +1,1 @@
+"""Worked examples a user can run from a fresh clone."""

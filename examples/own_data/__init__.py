@@ -1,0 +1,1 @@
+"""The README's "Your own data" example: a stand-in for a user's files."""
