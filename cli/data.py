@@ -206,7 +206,7 @@ def split(root: str | None, out_dir: str, config_path: str | None, overrides: tu
 
     cfg = resolve_config(config_path, overrides)
     data_cfg = cfg.data if root is None else cfg.data.model_copy(update={"root": root})
-    data = prepare_dataset(data_cfg, cfg.storage.endpoint_url)
+    data = prepare_dataset(data_cfg, cfg.storage.endpoint_url, synthesise=False)  # splits data that is there
     pool = pool_input(data, data_cfg, Path(out_dir) / "unlabeled")
     try:
         files = make_split(data.train_ann, data.train_images, data.val_ann, data.val_images, out_dir, data_cfg, pool)

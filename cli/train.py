@@ -65,7 +65,10 @@ def split_from_data_root(cfg: Any, out_dir: str) -> Any:
         pool = pool_input(data, cfg.data, Path(out_dir) / "unlabeled")
         return make_split(data.train_ann, data.train_images, data.val_ann, data.val_images, out_dir, cfg.data, pool)
     except DataSourceError as exc:  # a config error: retrying cannot make the path appear
-        raise UserError(str(exc), cfg.backend.kubernetes.config_error_exit_code) from exc
+        raise UserError(
+            f"{exc} (a training pod sees only s3:// locations and its image's files)",
+            cfg.backend.kubernetes.config_error_exit_code,
+        ) from exc
     except (IngestError, SplitError) as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -40,8 +40,8 @@ class ValidationArtifact(BaseModel):
 class BoxesArtifact(BaseModel):
     """Subject boxes of the raw unlabeled images (none when the run has none)."""
 
-    box_source: str  # whole_image, detector, or the detections file
-    boxes_file: str | None  # JSON {"boxes": [...]}; the split manifest records its sha256
+    provenance: dict  # box_source (whole_image, detector, file, none) and the detector's or file's hash
+    boxes_file: str | None  # JSON {"provenance", "boxes"}; the split manifest records its sha256
     count: int
 
 

@@ -24,12 +24,11 @@ def find_subject_boxes(
     data_cfg = DataConfig.model_validate(data_config)
     pool = dataset.unlabeled_pool()
     if pool is None or validation.unlabeled_index is None:
-        return BoxesArtifact(box_source="none", boxes_file=None, count=0), []
+        return BoxesArtifact(provenance={"box_source": "none"}, boxes_file=None, count=0), []
     images = read_usable(validation.unlabeled_index)
-    source = data_cfg.unlabeled.boxes
-    boxes = subject_boxes(data_cfg, pool, images, lambda done, total: print(f"detector: {done}/{total} images"))
-    payload = json.dumps({"box_source": source, "boxes": boxes})
+    boxes, provenance = subject_boxes(data_cfg, pool, images, lambda done, total: print(f"detector: {done}/{total}"))
+    payload = json.dumps({"provenance": provenance, "boxes": boxes})
     key = hashlib.sha256(payload.encode()).hexdigest()[:24]
     path = Path(validation.unlabeled_index).parent / f"boxes-{key}.json"
     write_atomically(path, payload)
-    return BoxesArtifact(box_source=source, boxes_file=str(path), count=len(boxes)), boxes
+    return BoxesArtifact(provenance=provenance, boxes_file=str(path), count=len(boxes)), boxes

@@ -31,7 +31,7 @@ def split_data(
     if pool is not None and validation.unlabeled_index is not None and boxes.boxes_file is not None:
         records = json.loads(Path(boxes.boxes_file).read_text())["boxes"]
         images = read_usable(validation.unlabeled_index)
-        pool_input = PoolInput(pool, images, records, boxes.box_source, Path(boxes.boxes_file))
+        pool_input = PoolInput(pool, images, records, boxes.provenance, Path(boxes.boxes_file))
     settings = hashlib.sha256((data_cfg.model_dump_json() + (boxes.boxes_file or "")).encode()).hexdigest()[:12]
     out_dir = beside_entry(dataset.train_ann, "splits", settings)
     files = make_split(

@@ -278,8 +278,7 @@ def test_a_detector_from_a_weights_file_boxes_in_batches_and_resumes(
     assert all(len(b["bbox"]) == 4 and b["score"] >= 0.0 for b in boxes)
     again = DetectionRun(data_cfg.unlabeled.detector, pool, usable, tmp / "cache").run()
     assert again == boxes and calls == [3, 3, 1]  # nothing new: nothing detected
-    written = run.write(boxes, tmp / "boxes.json")
-    assert json.loads(written.read_text())["detector"]["arch"] == "fasterrcnn_mobilenet_v3_large_320_fpn"
+    assert run.settings["arch"] == "fasterrcnn_mobilenet_v3_large_320_fpn" and len(run.settings["weights_sha256"]) == 64
 
 
 def test_the_split_takes_the_pool_and_the_datasets_train_on_both_kinds(
@@ -308,7 +307,10 @@ def test_the_split_takes_the_pool_and_the_datasets_train_on_both_kinds(
     manifest = json.loads(split.manifest.read_text())
     assert manifest["counts"]["pool"] == {"images": 7, "annotations": 7}
     sources = manifest["unlabeled_sources"]
-    assert sources["box_source"] == "whole_image" and [s["kind"] for s in sources["sources"]] == ["images", "video"]
+    assert sources["boxes"] == {"box_source": "whole_image"} and [s["kind"] for s in sources["sources"]] == [
+        "images",
+        "video",
+    ]
     assert manifest["outputs"]["pool_ann"]["sha256"] == hashlib.sha256(split.pool_ann.read_bytes()).hexdigest()
     pool_file = json.loads(split.pool_ann.read_text())
     assert all(len(image["sha256"]) == 64 for image in pool_file["images"])

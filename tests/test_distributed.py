@@ -43,7 +43,7 @@ def _rank_main(rank: int, world_size: int, port: int, cfg_tree: dict[str, Any], 
     try:
         train(
             ExperimentConfig.model_validate(cfg_tree),
-            SplitFiles(**{k: Path(v) for k, v in split.items()}),
+            SplitFiles(**{k: Path(v) if v is not None else None for k, v in split.items()}),
             progress=False,
         )
     finally:
@@ -57,7 +57,7 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path: Path) -> N
     single_state = load_checkpoint(train(single, split, progress=False).checkpoint_uri)
 
     double = tiny_config(tmp_path / "two", "trs", EXACT_ARITHMETIC, iterations=4, batch_size=2, unlabeled_batch_size=2)
-    split_paths = {k: str(v) for k, v in asdict(split).items()}
+    split_paths = {k: str(v) if v is not None else None for k, v in asdict(split).items()}
     mp.spawn(_rank_main, args=(2, find_free_port(), double.model_dump(mode="json"), split_paths), nprocs=2, join=True)
     double_state = load_checkpoint(str(tmp_path / "two" / "ckpt-00000004.pt"))
 
@@ -89,7 +89,7 @@ def test_ranks_stay_identical_with_batch_norm_in_training_mode(tmp_path: Path) -
     split = make_tiny_split(tmp_path / "data", num_labeled=4, num_unlabeled=4, num_holdout=2)
     cfg = tiny_config(tmp_path / "ckpt", "trs", iterations=2, batch_size=2, unlabeled_batch_size=2)
     assert not cfg.train.freeze_bn
-    split_paths = {k: str(v) for k, v in asdict(split).items()}
+    split_paths = {k: str(v) if v is not None else None for k, v in asdict(split).items()}
     mp.spawn(_rank_main, args=(2, find_free_port(), cfg.model_dump(mode="json"), split_paths), nprocs=2, join=True)
     state = load_checkpoint(str(tmp_path / "ckpt" / "ckpt-00000002.pt"))
     tracked = [v for k, v in state["student"].items() if k.endswith("num_batches_tracked")]

@@ -216,6 +216,53 @@ def test_keypoint_ap_matches_cocoeval_with_the_sets_own_sigmas(coco_mini: Path, 
     assert any("AP depends on them" in record.message for record in caplog.records)
 
 
+def test_evaluate_results_reads_the_set_from_ann_and_the_sigmas_from_set(coco_mini: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cli.main import cli
+    from components.evaluation.coco_eval import coco_keypoint_eval, ground_truth_keypoints, load_ground_truth
+
+    reduced = remap_file(coco_mini / "annotations" / "person_keypoints_val2017.json", tmp_path / "val13.json", HEAD13)
+    gt = json.loads(reduced.read_text())
+    results = [
+        {"image_id": a["image_id"], "category_id": 1, "score": 0.9,
+         "keypoints": (np.asarray(a["keypoints"], dtype=np.float64) + np.tile([4.0, -3.0, 0.0], 13)).tolist()}
+        for a in gt["annotations"] if a.get("num_keypoints", 0) > 0
+    ]  # fmt: skip
+    results_file = tmp_path / "results.json"
+    results_file.write_text(json.dumps(results))
+    sigmas = [round(float(v), 3) for v in np.linspace(0.03, 0.1, 13)]
+    runner = CliRunner()
+    given = runner.invoke(
+        cli,
+        [
+            "evaluate",
+            "--ann",
+            str(reduced),
+            "--results",
+            str(results_file),
+            "--json",
+            "--set",
+            f"keypoints.sigmas={sigmas}",
+        ],  # fmt: skip
+    )
+    assert given.exit_code == 0, given.output
+    expected = coco_keypoint_eval(
+        reduced,
+        results,
+        keypoints=ground_truth_keypoints(load_ground_truth(reduced), KeypointsConfig(sigmas=tuple(sigmas))),
+    )
+    assert json.loads(given.stdout.strip().splitlines()[-1])["AP"] == pytest.approx(expected["AP"], abs=1e-9)
+    defaulted = runner.invoke(cli, ["evaluate", "--ann", str(reduced), "--results", str(results_file), "--json"])
+    assert defaulted.exit_code == 0 and json.loads(defaulted.stdout.strip().splitlines()[-1])["AP"] != expected["AP"]
+    wrong = runner.invoke(cli, ["evaluate", "--ann", str(reduced), "--results", str(results_file),
+                                "--set", "keypoints.sigmas=[0.05, 0.05]"])  # fmt: skip
+    assert wrong.exit_code == 1 and "keypoints.sigmas has 2 values for 13 keypoints" in wrong.output
+    not_keypoints = runner.invoke(cli, ["evaluate", "--ann", str(reduced), "--results", str(results_file),
+                                        "--set", "train.iterations=5"])  # fmt: skip
+    assert not_keypoints.exit_code == 2 and "keypoints.* fields only" in not_keypoints.output
+
+
 def test_inversions_are_found_through_the_sets_flip_pairs(worker_set: dict[str, Path]) -> None:
     from components.evaluation.error_breakdown import error_breakdown
 

@@ -104,7 +104,10 @@ def test_own_keypoint_set_and_raw_images_run_register_predict_and_export(
         steps = Client().get_pipeline_run(model).steps
         manifest = steps["split_data"].outputs["split_manifest"][0].load()
         boxes = steps["find_subject_boxes"].outputs["subject_box_records"][0].load()
-    assert manifest["counts"]["pool"]["images"] == 16 and manifest["unlabeled_sources"]["box_source"] == "whole_image"
+    assert (
+        manifest["counts"]["pool"]["images"] == 16
+        and manifest["unlabeled_sources"]["boxes"]["box_source"] == "whole_image"
+    )
     assert len(boxes) == 16
 
     image = sorted((stand_in / "raw").glob("*.jpg"))[0]

@@ -47,7 +47,7 @@ def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, SplitFiles]
     pool = build_pool(data_cfg.unlabeled, root.parent / "cache")
     assert pool is not None
     usable = check_pool(pool, data_cfg.unlabeled, root.parent / "report").usable
-    pool_input = PoolInput(pool, usable, whole_image_boxes(usable), "whole_image")
+    pool_input = PoolInput(pool, usable, whole_image_boxes(usable), {"box_source": "whole_image"})
     split = make_split(train_ann, train_images, val_ann, val_images, root.parent / "split", data_cfg, pool_input)
     return root, split
 

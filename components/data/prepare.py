@@ -88,13 +88,17 @@ def check_before_run(data_cfg: DataConfig) -> None:
     check_sources(data_cfg, local_only=True)
 
 
-def prepare_dataset(data_cfg: DataConfig, endpoint_url: str | None = None) -> PreparedData:
+def prepare_dataset(
+    data_cfg: DataConfig, endpoint_url: str | None = None, *, synthesise: bool = True
+) -> PreparedData:
     """Every configured location, checked and ingested by content hash; raw unlabeled sources pooled.
+    With `synthesise`, synthetic people are drawn first when the config asks for them.
 
     Local sources are copied (a hard link would let an in-place edit change a cached entry); S3
     sources are downloaded once and reused while their listing is unchanged.
     """
-    synthesise_if_missing(data_cfg)
+    if synthesise:
+        synthesise_if_missing(data_cfg)
     unlabeled = data_cfg.unlabeled
     locations = [*data_sources(data_cfg).items().values(), *unlabeled.images, *unlabeled.videos]
     client = s3_client(endpoint_url) if any(is_s3_uri(location) for location in locations) else None
@@ -131,7 +135,7 @@ def pool_input(data: PreparedData, data_cfg: DataConfig, report_dir: str | Path)
             f"{len(checked.skipped)} of {checked.checked} raw unlabeled images are unusable "
             f"(data.unlabeled.on_error=fail): {shown}; report: {checked.index}"
         )
-    boxes = subject_boxes(data_cfg, data.pool, checked.usable)
+    boxes, provenance = subject_boxes(data_cfg, data.pool, checked.usable)
     boxes_file = Path(report_dir) / "boxes.json"
-    write_atomically(boxes_file, json.dumps({"box_source": data_cfg.unlabeled.boxes, "boxes": boxes}))
-    return PoolInput(data.pool, checked.usable, boxes, data_cfg.unlabeled.boxes, boxes_file)
+    write_atomically(boxes_file, json.dumps({"provenance": provenance, "boxes": boxes}))
+    return PoolInput(data.pool, checked.usable, boxes, provenance, boxes_file)

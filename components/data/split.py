@@ -54,8 +54,8 @@ class PoolInput:
     pool: UnlabeledPool
     images: list[PoolImage]
     boxes: list[dict[str, Any]]  # {"file_name", "bbox", "score"}, components/data/subject_boxes.py
-    box_source: str  # whole_image, detector, or the detections file
-    boxes_file: Path | None = None  # the detector's or the user's boxes, hashed into the manifest
+    provenance: dict[str, Any]  # where the boxes came from (subject_boxes.subject_boxes)
+    boxes_file: Path | None = None  # the boxes as one file, hashed into the manifest
 
 
 class SplitError(TrsPoseError, ValueError):
@@ -299,7 +299,7 @@ def _write_manifest(
         manifest["pool_images"] = str(pool.pool.root)
         manifest["unlabeled_sources"] = {
             "fingerprint": pool.pool.fingerprint,
-            "box_source": pool.box_source,
+            "boxes": pool.provenance,
             "sources": [asdict(source) for source in pool.pool.sources],
         }
     write_atomically(split.manifest, json.dumps(manifest, indent=1))

@@ -139,22 +139,20 @@ class DetectionRun:
             for row in done[image.file_name]
         ]
 
-    def write(self, records: list[BoxRecord], path: str | Path) -> Path:
-        """The boxes as one JSON file (what the pipeline keeps as an artifact and the manifest hashes)."""
-        write_atomically(Path(path), json.dumps({"detector": self.settings, "boxes": records}))
-        return Path(path)
-
 
 def subject_boxes(
     data_cfg: DataConfig,
     pool: UnlabeledPool,
     images: Sequence[PoolImage],
     on_batch: Callable[[int, int], None] | None = None,
-) -> list[BoxRecord]:
-    """The boxes `data.unlabeled.boxes` asks for: whole_image, detector, or a detection-results file."""
+) -> tuple[list[BoxRecord], dict[str, Any]]:
+    """The boxes `data.unlabeled.boxes` asks for (whole_image, detector, or a detection-results file)
+    and where they came from, for the split manifest: the detector's weights hash and settings, or the
+    file's path and hash."""
     source = data_cfg.unlabeled.boxes
     if source == "whole_image":
-        return whole_image_boxes(images)
+        return whole_image_boxes(images), {"box_source": source}
     if source == "detector":
-        return DetectionRun(data_cfg.unlabeled.detector, pool, images, Path(data_cfg.cache_dir)).run(on_batch)
-    return boxes_from_file(source, images, pool)
+        run = DetectionRun(data_cfg.unlabeled.detector, pool, images, Path(data_cfg.cache_dir))
+        return run.run(on_batch), {"box_source": source, **run.settings}
+    return boxes_from_file(source, images, pool), {"box_source": "file", "path": source, "sha256": sha256_of(Path(source))}

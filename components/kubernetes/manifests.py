@@ -106,12 +106,15 @@ def check_cron(expression: str) -> str:
 def data_root_warning(cfg: ExperimentConfig) -> str | None:
     """Why a pod could not read its data, or None: a local path exists only on this machine (a
     synthetic set is drawn inside the pod, so a local root is fine then)."""
-    from components.data.sources import data_sources
-
-    if cfg.data.draws_synthetic:
+    data = cfg.data
+    if data.draws_synthetic:
         return None
-    unlabeled = cfg.data.unlabeled
-    locations = {**{f"data.{k}": v for k, v in data_sources(cfg.data).items().items()}}
+    unlabeled = data.unlabeled
+    explicit = {"train_ann": data.train_ann, "train_images": data.train_images, "val_ann": data.val_ann}
+    explicit["val_images"] = data.val_images
+    locations = {f"data.{k}": v for k, v in explicit.items() if v is not None}
+    if data.root is not None and len(locations) < len(explicit):  # the short form serves the rest
+        locations = {"data.root": data.root, **locations}
     locations.update({f"data.unlabeled.images[{i}]": v for i, v in enumerate(unlabeled.images)})
     locations.update({f"data.unlabeled.videos[{i}]": v for i, v in enumerate(unlabeled.videos)})
     local = [f"{field}={value}" for field, value in locations.items() if not value.startswith("s3://")]
