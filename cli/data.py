@@ -216,3 +216,48 @@ def split(root: str | None, out_dir: str, config_path: str | None, overrides: tu
     for name, count in manifest["counts"].items():
         click.echo(f"{name:>9}: {count['images']:>7} images {count['annotations']:>8} annotations")
     click.echo(f"manifest: {files.manifest}")
+
+
+@data.command("add-labels")
+@click.option("--ann", "returned", required=True, type=click.Path(dir_okay=False), help="The labels that came back.")
+@click.option("--to", "labeled", required=True, type=click.Path(dir_okay=False), help="The labeled COCO file.")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="The merged file to write (a new one).")
+@click.option("--renumber", is_flag=True, help="Give the returned images and people new ids above the labeled file's.")
+@click.option(
+    "--images",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="The labeled images folder: say which new images still have to be copied there.",
+)
+@config_options
+def add_labels(
+    returned: str,
+    labeled: str,
+    out: str,
+    renumber: bool,
+    images: str | None,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+) -> None:
+    """Merge labels from Label Studio or CVAT (COCO keypoints) into a labeled file, as a new file.
+
+    The returned file is validated like any annotation file and must use the labeled file's keypoint
+    set; an image labeled in both, or an id both use for different records, is refused with one line
+    naming both (--renumber avoids id clashes). Neither input is edited; point data.train_ann at --out
+    and the next run sees new inputs and trains.
+    """
+    from components.labeling.label_merge import merge_labels
+
+    keypoints = resolve_config(config_path, overrides).keypoints
+    summary = merge_labels(returned, labeled, out, renumber=renumber, keypoints=keypoints)
+    click.echo(
+        f"{summary.out}: +{summary.images_added} images, +{summary.annotations_added} people "
+        f"({summary.labeled_people} with keypoints)"
+    )
+    if images is not None:
+        merged = json.loads(Path(summary.out).read_text())["images"]
+        missing = [image["file_name"] for image in merged if not (Path(images) / image["file_name"]).is_file()]
+        if missing:
+            click.echo(
+                f"{len(missing)} images are not in {images} yet (first: {missing[0]}): copy them there from the task's images/"
+            )

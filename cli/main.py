@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "evaluate": ("cli.evaluate", "evaluate", "COCO keypoint AP of a results file, or of a checkpoint on a dataset."),
     "predict": ("cli.predict", "predict", "Keypoints for the people in one image, as JSON and a drawn image."),
     "export": ("cli.export", "export", "The whole predictor (image + boxes in, keypoints out) as one ONNX file."),
+    "suggest": ("cli.suggest", "suggest", "The unlabeled images to label next, as a task for Label Studio or CVAT."),
     "data": ("cli.data", "data", "Make, ingest, validate and split COCO-format keypoint data."),
     "runs": ("cli.runs", "runs", "Pipeline runs with their state (list) and one run's steps and traceback (show)."),
     "models": ("cli.models", "models", "List, promote and roll back registered model versions."),

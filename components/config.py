@@ -6,6 +6,7 @@ path of the offending field instead of silently training with a default.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -303,8 +304,25 @@ class CompileConfig(Section):
     backend: Literal["inductor", "aot_eager"] = "inductor"  # aot_eager: no code generation, for debugging
 
 
+class WarmStartConfig(Section):
+    """The schedule of a run that starts from trained weights (`train.init` not scratch): the teacher is
+    already good, so it needs no labels-only burn-in, no long warm-ups and no consistency ramp-up."""
+
+    burn_in_iters: int = Field(0, ge=0)
+    warmup_iters: int = Field(0, ge=0)  # learning-rate warm-up
+    ema_warmup_iters: int = Field(0, ge=0)
+    rampup_iters: int = Field(0, ge=0)
+
+
+INIT_MODEL_URI = re.compile(r"^models:/[^/@]+(?:@[^/@]+|/\d+)$")
+
+
 class TrainConfig(Section):
     method: Literal["supervised", "mean_teacher", "trs"] = "trs"
+    # where the student's weights start: scratch, champion (the registry's), models:/NAME/VERSION,
+    # models:/NAME@ALIAS, or a checkpoint file or folder; optimiser, schedule and reviewer start fresh
+    init: str = "scratch"
+    warm_start: WarmStartConfig = Field(default_factory=WarmStartConfig)
     iterations: int = Field(1000, ge=1)
     batch_size: int = Field(32, ge=1)  # labeled crops per iteration
     unlabeled_batch_size: int = Field(32, ge=0)
@@ -333,6 +351,19 @@ class TrainConfig(Section):
     mfl: MFLConfig = Field(default_factory=MFLConfig)
     keypoint_mix: KeypointMixConfig = Field(default_factory=KeypointMixConfig)
     checkpoint: CheckpointConfig = Field(default_factory=CheckpointConfig)
+
+    @field_validator("init")
+    @classmethod
+    def _init_is_known(cls, value: str) -> str:
+        if value.startswith("models:") and not INIT_MODEL_URI.match(value):
+            raise ValueError(f"{value!r}: a registered model is models:/NAME/VERSION or models:/NAME@ALIAS")
+        if not value.strip():
+            raise ValueError("scratch, champion, models:/NAME/VERSION, models:/NAME@ALIAS or a checkpoint path")
+        return value
+
+    @property
+    def warm(self) -> bool:
+        return self.init != "scratch"
 
 
 class EvalConfig(Section):

@@ -32,6 +32,7 @@ from components.engine.distributed import average_buffers_, broadcast_value, ini
 from components.engine.objective import compute_losses
 from components.engine.reviewer import HoldoutScorer
 from components.engine.training_state import CheckpointStore, HistoryRow, TrainingState, seed_everything
+from components.engine.warm_start import InitialWeights, WarmStartError, check_compatible, warm_start_schedule
 from components.method import method_spec
 from components.metric_logger import MetricLogger, NullLogger
 
@@ -70,15 +71,23 @@ def train(
     split: SplitFiles,
     logger: MetricLogger | None = None,
     *,
+    init: InitialWeights | None = None,
     on_step: StepHook | None = None,
     progress: bool = True,
 ) -> TrainResult:
     """Train per `cfg` on `split`, resuming from the latest checkpoint when allowed; see the module doc.
 
-    `on_step(step)` runs after every completed step (after any checkpoint); raising from it stops
-    the run the way a crash would, which is how resume is tested.
+    `init` holds the weights `train.init` names (resolved by the caller: a registry or checkpoint
+    read); a warm start trains on train.warm_start's schedule. `on_step(step)` runs after every
+    completed step (after any checkpoint); raising from it stops the run the way a crash would,
+    which is how resume is tested.
     """
     cfg = with_keypoints_of(cfg, split.labeled_ann)  # the set the labels define: checkpoints carry it
+    if cfg.train.warm and init is None:
+        raise WarmStartError(f"train.init={cfg.train.init}: the weights were not resolved (components/serving)")
+    if init is not None:
+        check_compatible(init, cfg)
+        cfg = warm_start_schedule(cfg)
     tcfg = cfg.train
     spec = method_spec(cfg)
     if spec.uses_unlabeled and tcfg.unlabeled_batch_size == 0:
@@ -86,7 +95,7 @@ def train(
     ctx = init_distributed(tcfg.device)
     logger = logger if (logger is not None and ctx.is_main) else NullLogger()
     seed_everything(tcfg.seed)  # identical initial weights on every rank
-    state = TrainingState(cfg, spec, ctx)
+    state = TrainingState(cfg, spec, ctx, init)
     student, teacher, reviewer = state.student, state.teacher, state.reviewer
     scores_needed = reviewer is not None and reviewer.needs_score
     score_holdout = HoldoutScorer(split, cfg, ctx.device) if scores_needed and ctx.is_main else None

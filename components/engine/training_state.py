@@ -32,6 +32,7 @@ from components.engine.ema import EMATeacher
 from components.engine.reviewer import Reviewer
 from components.engine.schedule import build_optimizer, build_scheduler
 from components.engine.streams import BatchStreams
+from components.engine.warm_start import InitialWeights, load_initial_weights
 from components.method import MethodSpec
 from components.models import build_model
 from components.storage.s3 import is_s3_uri, patient_s3_client
@@ -107,11 +108,17 @@ def check_resumable(saved: dict[str, Any], cfg: ExperimentConfig, uri: str) -> N
 class TrainingState:
     """Student, teacher, reviewer, optimiser, schedule, Keypoint-Mix generator and history: what a checkpoint holds."""
 
-    def __init__(self, cfg: ExperimentConfig, spec: MethodSpec, ctx: DistributedContext) -> None:
+    def __init__(
+        self, cfg: ExperimentConfig, spec: MethodSpec, ctx: DistributedContext, init: InitialWeights | None = None
+    ) -> None:
+        """`init`: trained weights the student (and so the teacher) starts from; else random initialisation."""
         tcfg = cfg.train
         self.ctx = ctx
         memory_format = torch.channels_last if tcfg.channels_last else torch.contiguous_format
-        self.student: nn.Module = build_model(cfg).to(ctx.device).to(memory_format=memory_format)
+        student = build_model(cfg)
+        if init is not None:
+            load_initial_weights(student, init)
+        self.student: nn.Module = student.to(ctx.device).to(memory_format=memory_format)
         self.teacher = EMATeacher(self.student, tcfg.ema.momentum, tcfg.ema.warmup_iters) if spec.has_teacher else None
         self.reviewer = (
             Reviewer(tcfg.reviewer, template=self.teacher.module)

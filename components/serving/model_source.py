@@ -1,4 +1,5 @@
-"""Where a predictor comes from: a checkpoint, or a registry URI (`models:/NAME@ALIAS`, `models:/NAME/VERSION`).
+"""Where a predictor (or a warm start's weights) comes from: a checkpoint, or a registry URI
+(`models:/NAME@ALIAS`, `models:/NAME/VERSION`).
 
 A registered version holds the student (inside its MLflow model) and, since registration exports it,
 its `model.onnx` (a run artifact named by the version's `serving.onnx` tag). `onnx_runtime` runs
@@ -11,16 +12,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from torch import nn
 
 from components.config import ExperimentConfig
+from components.errors import TrsPoseError
 from components.serving.runtime import OnnxRuntime
+
+if TYPE_CHECKING:
+    from components.engine.warm_start import InitialWeights
 
 MODEL_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/@]+)|/(?P<version>\d+))$")
 
 
-class ModelSourceError(LookupError):
+class ModelSourceError(TrsPoseError, LookupError):
     """The model named does not exist (or is not a trs-pose model); the message names it and where it was looked up."""
 
 
@@ -112,3 +118,51 @@ def onnx_runtime(
 
         onnx_path = export_onnx(network, cfg, Path(scratch) / (ONNX_FLIP_FILE if flip_test else ONNX_FILE), flip_test)
     return OnnxRuntime(onnx_path)
+
+
+def pin_init(init: str, model_name: str, tracking_uri: str | None) -> str | None:
+    """`train.init` as a fixed source: `champion` and `models:/NAME@ALIAS` become the version they name
+    now (so the run's lineage says exactly which weights it started from), a checkpoint folder becomes
+    its latest file. None for scratch, and for `champion` while the model has none yet."""
+    if init == "scratch":
+        return None
+    if init == "champion" or init.startswith("models:/"):
+        uri = f"models:/{model_name}@champion" if init == "champion" else init
+        if tracking_uri is None:
+            raise ModelSourceError(f"train.init={init}: no MLflow server to find it in")
+        try:
+            return find_registered(uri, tracking_uri).model_uri
+        except ModelSourceError:
+            if init == "champion":
+                return None
+            raise
+    from components.engine.checkpoint import latest_checkpoint
+    from components.storage.s3 import is_s3_uri
+
+    if Path(init).is_dir() or (is_s3_uri(init) and not init.endswith(".pt")):
+        latest = latest_checkpoint(init)
+        if latest is None:
+            raise ModelSourceError(f"train.init={init}: no checkpoint in this location")
+        return latest
+    return init
+
+
+def load_initial_weights(source: str, tracking_uri: str | None, scratch: str | Path) -> InitialWeights:
+    """The student weights and config of a pinned source (`pin_init`): a registered version or a checkpoint."""
+    from components.config import ExperimentConfig
+    from components.engine.checkpoint import load_checkpoint
+    from components.engine.warm_start import InitialWeights
+
+    if source.startswith("models:/"):
+        if tracking_uri is None:
+            raise ModelSourceError(f"train.init={source}: no MLflow server to find it in")
+        path: str | Path = download_student(find_registered(source, tracking_uri), Path(scratch) / "init")
+    else:
+        path = source
+    try:
+        state = load_checkpoint(path)
+    except FileNotFoundError as exc:
+        raise ModelSourceError(f"train.init={source}: no such checkpoint") from exc
+    if "student" not in state or "config" not in state:
+        raise ModelSourceError(f"train.init={source}: not a trs-pose checkpoint (no student and config)")
+    return InitialWeights(source, state["student"], ExperimentConfig.model_validate(state["config"]))
