@@ -184,7 +184,7 @@ class MFLConfig(Section):
     enabled: bool = True
     weights: tuple[float, ...] = (0.5, 0.25, 0.125)  # one per ModelConfig.mfl_strides entry
     in_baselines: bool = (
-        False  # also deep-supervise supervised / mean_teacher: separates MFL's gain from the unlabeled data's
+        False  # also deep-supervise supervised / mean_teacher / dual: separates MFL's gain from the unlabeled data's
     )
 
 
@@ -219,7 +219,7 @@ class CompileConfig(Section):
 
 
 class TrainConfig(Section):
-    method: Literal["supervised", "mean_teacher", "trs"] = "trs"
+    method: Literal["supervised", "mean_teacher", "trs", "dual"] = "trs"
     iterations: int = Field(1000, ge=1)
     batch_size: int = Field(32, ge=1)  # labeled crops per iteration
     unlabeled_batch_size: int = Field(32, ge=0)

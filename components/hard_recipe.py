@@ -25,13 +25,17 @@ GEOMETRIC = ("af",)  # ops that move pixels, so the pseudo-targets must move wit
 
 
 def parse_recipe(text: str) -> tuple[str, ...]:
-    """`"joco"` -> ("jo", "co"); `"af+jc+cm"` -> ("af", "jc", "cm"); `"standard"` -> ().
+    """`"joco"` -> ("jo", "co"); `"af+jccm"` -> ("af", "jc", "cm"); `"standard"` -> ().
 
     Geometry comes first: the keypoint-driven ops then see the view's final frame, and its
     pseudo-targets are one warp of the easy-view heatmaps.
     """
-    spelled = ALIASES.get(text.strip(), text.strip())
-    ops = tuple(op.strip() for op in spelled.split("+")) if spelled else ()
+    ops: tuple[str, ...] = ()
+    for token in (part.strip() for part in text.split("+")):
+        if not token:
+            raise ValueError(f"hard recipe {text!r}: an empty op; `standard` is the recipe with no op")
+        spelled = ALIASES.get(token, token)
+        ops += tuple(op for op in spelled.split("+") if op)
     unknown = [op for op in ops if op not in OPS]
     if unknown:
         raise ValueError(

@@ -21,11 +21,14 @@ def test_recipes_parse_to_op_sequences_and_cycle_over_the_paths() -> None:
     assert parse_recipe("standard") == ()
     assert parse_recipe("joco") == ("jo", "co") and parse_recipe("jccm") == ("jc", "cm")
     assert parse_recipe("af+mu+ra+ta+yo") == ("af", "mu", "ra", "ta", "yo")
+    assert parse_recipe("af+jccm") == ("af", "jc", "cm") and parse_recipe(" jo + co ") == ("jo", "co")
     assert path_recipes(("joco", "jccm"), 3) == [("jo", "co"), ("jc", "cm"), ("jo", "co")]
     with pytest.raises(ValueError, match="unknown ops"):
         parse_recipe("jc+cutout")
     with pytest.raises(ValueError, match="must come first"):
         parse_recipe("jc+af")
+    with pytest.raises(ValueError, match="empty op"):
+        parse_recipe("jc+")
 
 
 def test_the_config_takes_one_recipe_or_a_list_and_refuses_a_typo() -> None:

@@ -173,6 +173,8 @@ def test_unknown_method_and_missing_teacher_are_errors():
     labeled, unlabeled = batches()
     cfg = config("train.method=mean_teacher")
     with pytest.raises(ValueError, match="method"):
+        compute_losses("triple", student, None, reviewer, labeled, unlabeled, cfg, 0)
+    with pytest.raises(ValueError, match="trains 2 students"):
         compute_losses("dual", student, None, reviewer, labeled, unlabeled, cfg, 0)
     with pytest.raises(ValueError, match="teacher"):
         compute_losses("mean_teacher", student, None, reviewer, labeled, unlabeled, cfg, 0)

@@ -48,10 +48,20 @@ from components.engine.reviewer import Reviewer
 from components.heatmap_codec import heatmap_peaks, heatmap_to_input_tensor
 from components.method import MethodSpec, method_spec
 
-__all__ = ["compute_losses", "consistency_terms", "lambda_u", "pseudo_targets", "rampup", "supervised_terms"]
+__all__ = [
+    "as_input",
+    "batches_in_use",
+    "compute_losses",
+    "consistency_terms",
+    "hard_views",
+    "lambda_u",
+    "pseudo_targets",
+    "rampup",
+    "supervised_terms",
+]
 
 
-def _as_input(images: torch.Tensor, cfg: ExperimentConfig) -> torch.Tensor:
+def as_input(images: torch.Tensor, cfg: ExperimentConfig) -> torch.Tensor:
     return (
         images.contiguous(memory_format=torch.channels_last)
         if cfg.train.channels_last and images.dim() == 4
@@ -63,6 +73,19 @@ def _require(batch: Mapping[str, object], keys: tuple[str, ...], name: str) -> N
     missing = [k for k in keys if k not in batch]
     if missing:
         raise KeyError(f"{name} batch lacks {missing}; it has {sorted(batch)}")
+
+
+def batches_in_use(
+    spec: MethodSpec, labeled_batch: LabeledBatch, unlabeled_batch: UnlabeledBatch | None
+) -> UnlabeledBatch | None:
+    """Checks both batches' keys; returns the unlabeled batch when the method trains on one and it is not empty."""
+    _require(labeled_batch, LABELED_KEYS, "labeled")
+    unlabeled = unlabeled_batch if spec.uses_unlabeled else None
+    if unlabeled is not None:
+        _require(unlabeled, UNLABELED_KEYS, "unlabeled")
+        if unlabeled["easy"].shape[0] == 0:
+            unlabeled = None
+    return unlabeled
 
 
 def lambda_u(cfg: ExperimentConfig, step: int) -> float:
@@ -86,7 +109,7 @@ def pseudo_targets(
     through each network once; the heatmaps are carried into every path, path-major [M * B, ...].
     """
     stride = cfg.input.heatmap_stride
-    easy = _as_input(unlabeled["easy"], cfg)
+    easy = as_input(unlabeled["easy"], cfg)
     easy_to_hard, flipped = unlabeled["easy_to_hard"], unlabeled["flipped"]
     with torch.inference_mode():
         out: dict[str, torch.Tensor] = {}
@@ -215,13 +238,10 @@ def compute_losses(
     `method` is the run's spec, or a method name read with `cfg`'s switches (`method_spec`).
     """
     spec = method if isinstance(method, MethodSpec) else method_spec(cfg, method)
-    _require(labeled_batch, LABELED_KEYS, "labeled")
     train = cfg.train
-    unlabeled = unlabeled_batch if spec.uses_unlabeled else None
-    if unlabeled is not None:
-        _require(unlabeled, UNLABELED_KEYS, "unlabeled")
-        if unlabeled["easy"].shape[0] == 0:
-            unlabeled = None
+    if spec.students != 1:
+        raise ValueError(f"method {spec.name!r} trains {spec.students} students: components.engine.dual's objective")
+    unlabeled = batches_in_use(spec, labeled_batch, unlabeled_batch)
     if unlabeled is not None and teacher is None:
         raise ValueError(f"method {spec.name!r} needs a teacher")
     images = labeled_batch["image"]
@@ -236,7 +256,7 @@ def compute_losses(
         hard = hard_views(spec, views, hard, geometry, pseudo, cfg, step, generator)
         images = torch.cat([images, hard.to(images.dtype)], dim=0)
 
-    out = student(_as_input(images, cfg))
+    out = student(as_input(images, cfg))
     heatmaps = out.heatmaps.float()
     aux = [a.float() for a in out.aux]
     sup = supervised_terms(heatmaps, aux, labeled_batch, cfg, spec)
