@@ -1,18 +1,23 @@
 """RandAugment- and TrivialAugment-style photometric policies, on whole batches of RGB crops in [0, 1].
 
-The op list and magnitude ranges are those MultiAugs' RandAugment applies (lib/utils/rand_augment.py,
-`augment_list`, after the TPU EfficientNet AutoAugment code): AutoContrast, Equalize, Invert,
-Posterize (0-4), Solarize (0-256), SolarizeAdd (0-110), Color, Contrast, Brightness and Sharpness
-(0-0.9 either way of 1). A magnitude m of 30 maps to `m / 30` of each range. RandAugment applies
-`N` ops with one fixed magnitude (MultiAugs: N = 2, m = 20); TrivialAugment one op with a
-uniform magnitude in 0..30. Geometric ops are left out, as MultiAugs' list leaves them: the hard
-view's geometry is its crop (and the `af` op), whose targets follow it.
+The ops and their ranges are MultiAugs' (Zhou et al. 2024). RandAugment (lib/utils/rand_augment.py,
+`augment_list` and `RandAugment`, after the TPU EfficientNet AutoAugment code): N ops drawn with
+repetition from AutoContrast, Equalize, Invert, Posterize (0-4), Solarize (0-256), SolarizeAdd
+(0-110), Color, Contrast, Brightness and Sharpness (0-0.9 either way of 1), all at one magnitude m
+of 30 (value = m / 30 of the range; MultiAugs: N = 2, m = 20). TrivialAugment (lib/utils/aug_lib.py,
+`TrivialAugment` over its `fixed_standard` space): one op from Identity, AutoContrast, Equalize,
+Solarize, Color, Posterize (4-8 bits), Contrast, Brightness and Sharpness (0.1-1.9), at a level
+uniform over 0..30. Geometric ops are left out, as both MultiAugs lists leave them out for pose
+("keypoint-sensitive transforms"): the hard view's geometry is its crop (and the `af` op), whose
+targets follow it.
 
-MultiAugs applies the PIL ops to one image at a time in the loader. Here each op is written on
-tensors for a whole batch and every image takes its own op: each round computes every op for the
-batch and selects per image with `torch.where`, which keeps the device free of host syncs. The
-ops follow PIL's definitions on 8-bit levels (Equalize: PIL's lookup table; Sharpness: PIL's
-SMOOTH kernel with the border kept; Contrast: about the mean grey level).
+A draw fixes each image's op and the op's parameter (`PolicyDraws.value`: the enhance factor, the
+bits kept, the solarize threshold or the levels added), so applying is the same for both policies.
+MultiAugs applies the PIL ops to one image at a time in the loader; here each op is written on
+tensors for a whole batch and every image takes its own: each round computes every op for the
+batch and selects per image with `torch.where`, which keeps the device free of host syncs. The ops
+follow PIL's definitions on 8-bit levels (Equalize: PIL's lookup table; Sharpness: PIL's SMOOTH
+kernel with the border kept; Contrast: about the mean grey level) and match PIL within one level.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import torch
 import torch.nn.functional as F
 
 OPS: tuple[str, ...] = (
+    "identity",
     "autocontrast",
     "equalize",
     "invert",
@@ -34,40 +40,65 @@ OPS: tuple[str, ...] = (
     "brightness",
     "sharpness",
 )
-MAGNITUDE_LEVELS = 30  # MultiAugs' magnitude scale: val = m / 30 * (max - min) + min
-_ENHANCE_RANGE = 0.9
-_SOLARIZE_ADD_RANGE = 110.0
-_POSTERIZE_RANGE = 4.0
+RANDAUGMENT_OPS = OPS[1:]  # rand_augment.py's augment_list
+TRIVIALAUGMENT_OPS = (
+    "identity",
+    "autocontrast",
+    "equalize",
+    "solarize",
+    "color",
+    "posterize",
+    "contrast",
+    "brightness",
+    "sharpness",
+)  # aug_lib.py's fixed_standard space
+ENHANCERS = ("color", "contrast", "brightness", "sharpness")
+MAGNITUDE_LEVELS = 30  # both policies' magnitude scale
 _LUMA = (0.299, 0.587, 0.114)  # PIL's RGB -> L
 
 
 class PolicyDraws(NamedTuple):
-    """Per image and round: op index into OPS [B, N], magnitude as a fraction of its range [B, N], sign (+1/-1) [B, N]."""
+    """Per image and round: op index into OPS [B, N] and the op's parameter [B, N] (float64)."""
 
     op: torch.Tensor
-    level: torch.Tensor
-    sign: torch.Tensor
+    value: torch.Tensor
 
 
-def _signs(shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
-    flip = torch.rand(shape, generator=generator, device=generator.device) < 0.5
-    return torch.where(flip, -1.0, 1.0).to(torch.float64)
+def _pick(names: tuple[str, ...], shape: tuple[int, int], generator: torch.Generator) -> torch.Tensor:
+    """Ops drawn uniformly with repetition from `names`, as indices into OPS."""
+    index = torch.tensor([OPS.index(name) for name in names], device=generator.device)
+    return index[torch.randint(len(names), shape, generator=generator, device=generator.device)]
+
+
+def _is(op: torch.Tensor, names: tuple[str, ...]) -> torch.Tensor:
+    return torch.isin(op, torch.tensor([OPS.index(name) for name in names], device=op.device))
 
 
 def randaugment_draws(batch: int, num_ops: int, magnitude: int, generator: torch.Generator) -> PolicyDraws:
-    """`num_ops` ops per image, uniform over OPS with repetition (random.choices), all at `magnitude` of 30."""
-    dev = generator.device
-    op = torch.randint(len(OPS), (batch, num_ops), generator=generator, device=dev)
-    level = torch.full((batch, num_ops), magnitude / MAGNITUDE_LEVELS, dtype=torch.float64, device=dev)
-    return PolicyDraws(op, level, _signs((batch, num_ops), generator))
+    """`num_ops` ops per image (random.choices over RANDAUGMENT_OPS) at `magnitude` of 30; enhancers go
+    either way of 1 with a fair coin (random.choice([-1, 1]))."""
+    shape = (batch, num_ops)
+    op = _pick(RANDAUGMENT_OPS, shape, generator)
+    down = torch.rand(shape, generator=generator, device=generator.device) < 0.5
+    level = magnitude / MAGNITUDE_LEVELS
+    sign = 1.0 - 2.0 * down.to(torch.float64)
+    value = torch.zeros(shape, dtype=torch.float64, device=op.device)
+    value = torch.where(_is(op, ENHANCERS), 1.0 + 0.9 * level * sign, value)
+    value = torch.where(op == OPS.index("posterize"), float(max(2, 6 - int(4 * level))), value)
+    value = torch.where(op == OPS.index("solarize"), 256.0 - 256.0 * level, value)
+    value = torch.where(op == OPS.index("solarize_add"), 110.0 * level, value)
+    return PolicyDraws(op, value)
 
 
 def trivialaugment_draws(batch: int, generator: torch.Generator) -> PolicyDraws:
-    """One op per image, uniform over OPS, at a magnitude uniform over 0..30."""
-    dev = generator.device
-    op = torch.randint(len(OPS), (batch, 1), generator=generator, device=dev)
-    level = torch.randint(MAGNITUDE_LEVELS + 1, (batch, 1), generator=generator, device=dev) / MAGNITUDE_LEVELS
-    return PolicyDraws(op, level.to(torch.float64), _signs((batch, 1), generator))
+    """One op per image (random.choices over TRIVIALAUGMENT_OPS) at a level uniform over 0..30."""
+    op = _pick(TRIVIALAUGMENT_OPS, (batch, 1), generator)
+    level = torch.randint(MAGNITUDE_LEVELS + 1, (batch, 1), generator=generator, device=generator.device).double()
+    value = torch.zeros((batch, 1), dtype=torch.float64, device=op.device)
+    value = torch.where(_is(op, ENHANCERS), 0.1 + 1.8 * level / MAGNITUDE_LEVELS, value)
+    value = torch.where(op == OPS.index("posterize"), 8.0 - (4 * level) // MAGNITUDE_LEVELS, value)
+    value = torch.where(op == OPS.index("solarize"), 256.0 - (256 * level) // MAGNITUDE_LEVELS, value)
+    return PolicyDraws(op, value)
 
 
 def _column(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -136,9 +167,10 @@ def sharpen(images: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return _blend(degenerate, images, factor)
 
 
-def apply_op(images: torch.Tensor, name: str, level: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
-    """Op `name` on every image of the batch, each at its own level [B] (0..1 of the op's range) and sign [B]."""
-    factor = 1.0 + sign * level * _ENHANCE_RANGE
+def apply_op(images: torch.Tensor, name: str, value: torch.Tensor) -> torch.Tensor:
+    """Op `name` on every image of the batch, each with its own parameter `value` [B] (see PolicyDraws)."""
+    if name == "identity":
+        return images
     if name == "autocontrast":
         return autocontrast(images)
     if name == "equalize":
@@ -146,21 +178,21 @@ def apply_op(images: torch.Tensor, name: str, level: torch.Tensor, sign: torch.T
     if name == "invert":
         return 1.0 - images
     if name == "posterize":
-        return posterize(images, (6 - (level * _POSTERIZE_RANGE).floor()).clamp(min=2))
+        return posterize(images, value)
     if name == "solarize":
-        return solarize(images, 256.0 - 256.0 * level)
+        return solarize(images, value)
     if name == "solarize_add":
-        added = (images + _column(level * _SOLARIZE_ADD_RANGE / 255.0, images)).clamp(0.0, 1.0)
-        return solarize(added, torch.full_like(level, 128.0))
+        added = (images + _column(value / 255.0, images)).clamp(0.0, 1.0)
+        return solarize(added, torch.full_like(value, 128.0))
     if name == "color":
-        return _blend(_grey(images).expand_as(images), images, factor)
+        return _blend(_grey(images).expand_as(images), images, value)
     if name == "contrast":
         mean = (_levels(_grey(images)).mean(dim=(1, 2, 3), keepdim=True) + 0.5).floor() / 255.0
-        return _blend(mean.expand_as(images), images, factor)
+        return _blend(mean.expand_as(images), images, value)
     if name == "brightness":
-        return _blend(torch.zeros_like(images), images, factor)
+        return _blend(torch.zeros_like(images), images, value)
     if name == "sharpness":
-        return sharpen(images, factor)
+        return sharpen(images, value)
     raise ValueError(f"unknown photometric op {name!r}; expected one of {OPS}")
 
 
@@ -169,9 +201,9 @@ def apply_policy(images: torch.Tensor, draws: PolicyDraws) -> torch.Tensor:
     out = images
     for round_ in range(draws.op.shape[1]):
         op = draws.op[:, round_].to(images.device)
-        level, sign = draws.level[:, round_].to(images.device), draws.sign[:, round_].to(images.device)
+        value = draws.value[:, round_].to(images.device)
         mixed = out
         for index, name in enumerate(OPS):
-            mixed = torch.where((op == index).view(-1, 1, 1, 1), apply_op(out, name, level, sign), mixed)
+            mixed = torch.where((op == index).view(-1, 1, 1, 1), apply_op(out, name, value), mixed)
         out = mixed
     return out
