@@ -176,3 +176,19 @@ def test_two_paths_without_geometry_share_one_target_warp() -> None:
     single = carry(maps, easy_to_hard, flipped, STRIDE)
     double = carry(maps, easy_to_hard, flipped, STRIDE, PathGeometry((None, None)))
     assert torch.equal(double, torch.cat([single, single]))
+
+
+def test_the_views_do_not_depend_on_how_the_data_path_lays_out_the_crops() -> None:
+    """The GPU data path hands over channels-last crops, the CPU one contiguous: the same draws make the same views."""
+    views = HardViews(AugmentConfig(hard_recipe=("af+jo+co", "jc+cm+mu", "ra+ta+yo")), paths=3)
+    generator = torch.Generator().manual_seed(9)
+    hard = torch.randn(4, 3, H, W, generator=generator).clamp(-2, 2)
+    keypoints = torch.rand(12, K, 2, generator=generator) * torch.tensor([W - 1.0, H - 1.0])
+    valid = torch.rand(12, K, generator=generator) > 0.2
+    made = []
+    for crops in (hard, hard.contiguous(memory_format=torch.channels_last)):
+        draws = torch.Generator().manual_seed(10)
+        geometry = views.geometry(4, (H, W), draws)
+        made.append(views.apply(views.warp(crops, geometry), keypoints, valid, draws))
+    torch.testing.assert_close(made[0], made[1], rtol=0, atol=1e-6)
+    assert made[0].shape == (12, 3, H, W)
