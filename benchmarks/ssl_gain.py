@@ -1,4 +1,4 @@
-"""Semi-supervised gain on synthetic people: supervised vs mean_teacher vs TRS, its ablations, MultiAugs' hard views and dual.
+"""Semi-supervised gain on synthetic people: supervised, mean_teacher, TRS, its ablations, MultiAugs' views, dual.
 
 Same data, same iterations, same network for every variant; only the method switches differ:
 
@@ -10,7 +10,7 @@ Same data, same iterations, same network for every variant; only the method swit
     trs_no_mfl           trs without the MFL heads
     trs_no_keypoint_mix  trs without Keypoint-Mix
     trs_m1               trs with MultiAugs' T_JOCO hard views (joint cut-occlude + Cutout), one path
-    trs_multiaug         trs with MultiAugs' multi-path recipe: two hard views, T_JOCO and T_JCCM (joint cutout + CutMix)
+    trs_multiaug         trs with MultiAugs' multi-path recipe: two hard views, T_JOCO and T_JCCM (joint cutout, CutMix)
     mean_teacher_multiaug  mean_teacher with the same two hard views (MultiAugs' single network, EMA teacher)
     dual                 PoseDual: two students teach each other, the better on the held-out labels is scored
     dual_multiaug        dual with the two MultiAugs hard views (MultiAugs' dual networks; opt-in: twice dual's cost)

@@ -39,7 +39,8 @@ def parse_recipe(text: str) -> tuple[str, ...]:
     unknown = [op for op in ops if op not in OPS]
     if unknown:
         raise ValueError(
-            f"hard recipe {text!r}: unknown ops {unknown}; use {'+'.join(OPS)} joined by '+', or one of {sorted(ALIASES)}"
+            f"hard recipe {text!r}: unknown ops {unknown}; "
+            f"use {'+'.join(OPS)} joined by '+', or one of {sorted(ALIASES)}"
         )
     placed_late = [op for position, op in enumerate(ops) if op in GEOMETRIC and position > 0]
     if placed_late:

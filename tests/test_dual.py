@@ -1,4 +1,4 @@
-"""The dual-network baseline: each student learns from the other's easy views, and the better one is the run's student."""
+"""The dual baseline: each student learns from the other's easy views; the better one is the run's student."""
 
 from __future__ import annotations
 

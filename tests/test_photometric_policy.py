@@ -1,4 +1,4 @@
-"""RandAugment / TrivialAugment photometric ops: each op matches PIL's, each image gets its own op, draws follow their law."""
+"""RandAugment / TrivialAugment photometric ops: each matches PIL's, each image gets its own, draws follow their law."""
 
 from __future__ import annotations
 

@@ -3,7 +3,8 @@
 Each student learns from the labels and, on the unlabeled crops, from the *other* student's
 easy-view heatmaps carried into its own hard views:
 
-    L = sum_i [ L_sup(i) + sum_l w_l L_sup_l(i) + lambda_u(t) ( L_cons(i(hard_i), warp(j(easy))) + MFL terms ) ],  j = 1 - i
+    L = sum_i [ L_sup(i) + sum_l w_l L_sup_l(i) + lambda_u(t) (L_cons(i(hard_i), warp(j(easy))) + MFL terms) ]
+    with j = 1 - i, the peer of student i.
 
 There is no EMA teacher and no reviewer. As in Xie et al.'s code (MultiAugs' lib/models/pose_dual.py),
 each network predicts the easy views in training mode without gradients, so batch norm normalises

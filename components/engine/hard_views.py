@@ -150,7 +150,7 @@ class HardViews:
         return PathGeometry(affines)
 
     def warp(self, hard: torch.Tensor, geometry: PathGeometry | None) -> torch.Tensor:
-        """The hard crops [B, 3, H, W] (normalised) in every path's frame: [M * B, 3, H, W]; outside is the mean colour."""
+        """The normalised hard crops [B, 3, H, W] in every path's frame, [M * B, 3, H, W]; outside: mean colour."""
         if geometry is None:
             return hard
         size = (hard.shape[-2], hard.shape[-1])
@@ -164,7 +164,9 @@ class HardViews:
         valid: torch.Tensor,
         generator: torch.Generator | None,
     ) -> torch.Tensor:
-        """Each path's recipe ops on its block of `images` [M * B, 3, H, W]; `keypoints` [M * B, K, 2] input px, `valid` [M * B, K].
+        """Each path's recipe ops on its block of `images` [M * B, 3, H, W].
+
+        `keypoints` [M * B, K, 2] are input pixels, `valid` [M * B, K] says which to use.
 
         Ops that pair crops (CutMix, MixUp, joint cut-occlude) pair them within a path.
         """

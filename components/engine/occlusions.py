@@ -128,7 +128,7 @@ def cutmix_boxes(batch: int, size: tuple[int, int], cfg: HardOpsConfig, generato
 
 
 def pick_joints(valid: torch.Tensor, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """`count` keypoints per person drawn with replacement among its valid ones [B, count], and which persons had any [B]."""
+    """`count` keypoints per person drawn with replacement among its valid ones [B, count]; who had any [B]."""
     valid = valid.to(generator.device, torch.bool)
     has_any = valid.any(dim=1)
     weights = torch.where(has_any[:, None], valid.double(), torch.ones_like(valid, dtype=torch.float64))

@@ -5,9 +5,10 @@ the reviewer keeps the best historical teacher by held-out AP. The dual method t
 side by side (each with its own optimiser, schedule and gradient clipping) and, at every
 checkpoint, scores both on the held-out labels: the better one is the checkpoint's `student`, the
 choice a history row (`dual/student_ap`, `dual/peer_ap`, `dual/registered`). The loss terms come
-from `objective.compute_losses` (`dual.compute_dual_losses`); the data from `streams`; what a checkpoint holds and how a run resumes
-from `training_state`. This module owns the order of things in a step: forward and loss, backward,
-optimiser and schedule, the teacher's update, the reviewer's check, history rows and checkpoints.
+from `objective.compute_losses` (`dual.compute_dual_losses`); the data from `streams`; what a
+checkpoint holds and how a run resumes from `training_state`. This module owns the order of things
+in a step: forward and loss, backward, optimiser and schedule, the teacher's update, the reviewer's
+check, history rows and checkpoints.
 
 Resume is exact: every source of randomness is either a pure function of (seed, step) (data order,
 per-item augmentation) or saved in the checkpoint (torch/numpy/python RNGs and the Keypoint-Mix

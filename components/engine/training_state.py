@@ -5,9 +5,9 @@ Keypoint-Mix generator (which the hard-view ops draw from too) and the history r
 method also the second student with its own optimiser and schedule. A dual checkpoint's `student`
 is whichever of the two scored better on the held-out labels at that save (`dual.registered` says
 which), so everything that loads `student` (evaluation, registration, serving) gets the better one;
-`peer` is the other, and resume puts each back in its own role. `CheckpointStore` finds where a run resumes, refuses a
-checkpoint of another experiment, and writes a checkpoint of the state plus every RNG of every rank
-and the data streams' positions. Resume is exact: what a step draws is either a pure function of
+`peer` is the other, and resume puts each back in its own role. `CheckpointStore` finds where a
+run resumes, refuses a checkpoint of another experiment, and writes a checkpoint of the state plus
+every RNG of every rank and the data streams' positions. Resume is exact: what a step draws is either a pure function of
 (seed, step) or one of these saved RNGs.
 """
 
@@ -108,7 +108,7 @@ def check_resumable(saved: dict[str, Any], cfg: ExperimentConfig, uri: str) -> N
 
 
 class TrainingState:
-    """Student(s), teacher, reviewer, optimiser(s), schedule(s), augmentation generator and history: what a checkpoint holds."""
+    """Students, teacher, reviewer, optimisers, schedules, augmentation generator, history: what a checkpoint holds."""
 
     def __init__(self, cfg: ExperimentConfig, spec: MethodSpec, ctx: DistributedContext) -> None:
         tcfg = cfg.train
@@ -156,7 +156,7 @@ class TrainingState:
         return pairs
 
     def register_better(self, holdout_ap: list[float]) -> None:
-        """Dual: the student the checkpoint names `student` is the one with the higher held-out AP (the first on a tie)."""
+        """Dual: the checkpoint's `student` is the one with the higher held-out AP (the first on a tie)."""
         self.holdout_ap = [float(ap) for ap in holdout_ap]
         self.registered = int(self.holdout_ap[1] > self.holdout_ap[0])
 
