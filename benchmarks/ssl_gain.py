@@ -1,4 +1,4 @@
-"""Semi-supervised gain on synthetic people: supervised vs mean_teacher vs TRS and its ablations.
+"""Semi-supervised gain on synthetic people: supervised, mean_teacher, TRS, its ablations, MultiAugs' views, dual.
 
 Same data, same iterations, same network for every variant; only the method switches differ:
 
@@ -9,6 +9,11 @@ Same data, same iterations, same network for every variant; only the method swit
     trs_no_reviewer      trs without the reviewer
     trs_no_mfl           trs without the MFL heads
     trs_no_keypoint_mix  trs without Keypoint-Mix
+    trs_m1               trs with MultiAugs' T_JOCO hard views (joint cut-occlude + Cutout), one path
+    trs_multiaug         trs with MultiAugs' multi-path recipe: two hard views, T_JOCO and T_JCCM (joint cutout, CutMix)
+    mean_teacher_multiaug  mean_teacher with the same two hard views (MultiAugs' single network, EMA teacher)
+    dual                 PoseDual: two students teach each other, the better on the held-out labels is scored
+    dual_multiaug        dual with the two MultiAugs hard views (MultiAugs' dual networks; opt-in: twice dual's cost)
     trs_gpu_data         trs fed by the GPU data path (train.data_path=gpu): other draws, same augmentation law
     supervised_full      supervised on every training label (the ceiling)
 
@@ -51,6 +56,8 @@ from components.config import ExperimentConfig, load_config  # noqa: E402
 from components.data.prepare import synthesise_if_missing  # noqa: E402
 from components.data.split import coco_layout, make_split, sha256_file  # noqa: E402
 
+# MultiAugs' recommended hard views (README: T_JOCO and T_JCCM), one path each (docs/method.md)
+MULTIAUG = ["augment.hard_recipe=[joco, jccm]", "train.consistency.hard_views=2"]
 VARIANTS: dict[str, list[str]] = {
     "supervised": ["train.method=supervised"],
     "supervised_mfl": ["train.method=supervised", "train.mfl.in_baselines=true"],
@@ -59,10 +66,16 @@ VARIANTS: dict[str, list[str]] = {
     "trs_no_reviewer": ["train.method=trs", "train.reviewer.enabled=false"],
     "trs_no_mfl": ["train.method=trs", "train.mfl.enabled=false"],
     "trs_no_keypoint_mix": ["train.method=trs", "train.keypoint_mix.enabled=false"],
+    "trs_m1": ["train.method=trs", "augment.hard_recipe=joco"],
+    "trs_multiaug": ["train.method=trs", *MULTIAUG],
+    "mean_teacher_multiaug": ["train.method=mean_teacher", *MULTIAUG],
+    "dual": ["train.method=dual"],
+    "dual_multiaug": ["train.method=dual", *MULTIAUG],
     "trs_gpu_data": ["train.method=trs", "train.data_path=gpu"],
     "supervised_full": ["train.method=supervised"],
 }
-OPT_IN_VARIANTS = ("trs_gpu_data",)  # not in the default set: a data-path check, not an ablation
+# not in the default set: a data-path check, not an ablation; a second dual row at twice dual's cost
+OPT_IN_VARIANTS = ("trs_gpu_data", "dual_multiaug")
 METRICS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
 CPU_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "ssl_gain_cpu.yaml"
 
@@ -315,7 +328,12 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument(
         "--burn-in-fraction", type=float, default=0.3, help="share of the iterations trained on labels only first"
     )
-    parser.add_argument("--holdout", type=int, default=15, help="labeled images held out to rank reviewer snapshots")
+    parser.add_argument(
+        "--holdout",
+        type=int,
+        default=15,
+        help="labeled images held out to rank reviewer snapshots (and dual's students)",
+    )
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated")
     parser.add_argument(
         "--variants",

@@ -16,7 +16,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "Run the ZenML training pipeline: ingest, validate, split, train, evaluate, register, promote.",
     ),
     "demo": ("cli.run", "demo", "Start the services, make synthetic data and run the pipeline on a CPU budget."),
-    "train": ("cli.train", "train", "Train a pose model (supervised, mean_teacher or trs) outside the pipeline."),
+    "train": ("cli.train", "train", "Train a pose model (supervised, mean_teacher, trs or dual) outside the pipeline."),
     "evaluate": ("cli.evaluate", "evaluate", "COCO keypoint AP of a results file, or of a checkpoint on a dataset."),
     "predict": ("cli.predict", "predict", "Keypoints for the people in one image, as JSON and a drawn image."),
     "export": ("cli.export", "export", "The whole predictor (image + boxes in, keypoints out) as one ONNX file."),

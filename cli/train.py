@@ -1,4 +1,4 @@
-"""`trs-pose train`: train a pose model (supervised, mean_teacher or trs) outside the pipeline.
+"""`trs-pose train`: train a pose model (supervised, mean_teacher, trs or dual) outside the pipeline.
 
 Runs as one process, or under `torchrun --nproc_per_node N -m cli.main train ...` for data
 parallelism; only rank 0 prints. Training resumes from the latest checkpoint in

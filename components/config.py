@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from components.errors import TrsPoseError
+from components.hard_recipe import parse_recipe
 from components.keypoints import COCO_NAMES, COCO_SKELETON, KeypointSet, build_keypoint_set
 
 
@@ -204,6 +205,35 @@ class InputConfig(Section):
         return self.image_size[1] / self.image_size[0]
 
 
+class HardOpsConfig(Section):
+    """Parameters of the hard-view batch ops, MultiAugs' (lib/core/config.py, lib/utils/augments.py) by default.
+
+    Lengths are fractions of the crop height: MultiAugs' pixels at its 256-pixel-high input, so the
+    ops keep their size relative to the person at other input sizes.
+    """
+
+    joint_cutout_joints: int = Field(5, ge=1)  # MASK_JOINT_NUM
+    joint_cutmix_joints: int = Field(2, ge=1)  # KP_CutMix_JOINT_NUM
+    cutout_holes: int = Field(5, ge=1)  # MASK_HOLES_NUM_CO
+    cutmix_holes: int = Field(2, ge=1)  # MASK_HOLES_NUM_CM
+    box_half_size: tuple[float, float] = (10 / 256, 20 / 256)  # torch.randint(10, 20) px half sides
+    joint_jitter: float = Field(10 / 256, ge=0.0)  # std of the box centre around the keypoint (randn * 10 px)
+    mixup_alpha: float = Field(0.2, gt=0.0)  # lam ~ Beta(alpha, alpha)
+    mixup_min_keep: float = Field(0.75, ge=0.0, le=1.0)  # the crop keeps 1 - (1 - min_keep) lam of itself
+    randaugment_ops: int = Field(2, ge=1)  # N
+    randaugment_magnitude: int = Field(20, ge=0, le=30)  # M of 30 (RAND_MAGNITUDE)
+    affine_rotation: float = Field(30.0, ge=0.0)  # std in degrees, clipped at twice (ROT_FACTOR)
+    affine_rotation_prob: float = Field(0.8, ge=0.0, le=1.0)
+    affine_scale: float = Field(0.25, ge=0.0, lt=1.0)  # std of the zoom, clipped at once (SCALE_FACTOR)
+
+    @field_validator("box_half_size")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0.0 < value[0] <= value[1]:
+            raise ValueError("box_half_size must be (low, high) with 0 < low <= high")
+        return value
+
+
 class AugmentConfig(Section):
     """Random affine and photometric ranges: labeled crops and hard views, `easy_*` for the teacher's view.
 
@@ -224,6 +254,24 @@ class AugmentConfig(Section):
     hard_scale_factor: float | None = Field(None, ge=0.0)
     hard_rotation: float | None = Field(None, ge=0.0)
     hard_rotation_prob: float | None = Field(None, ge=0.0, le=1.0)
+    # the batch ops of each hard view (components/hard_recipe.py): "standard" is the crop above alone;
+    # MultiAugs' combinations are "joco" and "jccm"; with train.consistency.hard_views > 1 path m takes entry m % len
+    hard_recipe: tuple[str, ...] = ("standard",)
+    hard_ops: HardOpsConfig = Field(default_factory=HardOpsConfig)
+
+    @field_validator("hard_recipe", mode="before")
+    @classmethod
+    def _one_recipe_is_a_list(cls, value: Any) -> Any:
+        return (value,) if isinstance(value, str) else value
+
+    @field_validator("hard_recipe")
+    @classmethod
+    def _recipes_parse(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError('give at least one recipe ("standard": the hard crop alone)')
+        for recipe in value:
+            parse_recipe(recipe)
+        return value
 
     def hard_affine_ranges(self) -> tuple[float, float, float]:
         """(scale_factor, rotation, rotation_prob) of the hard view, falling back to the labeled crops'."""
@@ -264,13 +312,14 @@ class ConsistencyConfig(Section):
     burn_in_iters: int = Field(0, ge=0)  # supervised-only iterations first: a random teacher has nothing to teach
     rampup_iters: int = Field(200, ge=0)  # counted from the end of the burn-in
     confidence_threshold: float = Field(0.3, ge=0.0, le=1.0)  # tau on the pseudo-heatmap peak
+    hard_views: int = Field(1, ge=1)  # M hard views of each unlabeled crop, each with its own terms (MultiAugs)
 
 
 class MFLConfig(Section):
     enabled: bool = True
     weights: tuple[float, ...] = (0.5, 0.25, 0.125)  # one per ModelConfig.mfl_strides entry
     in_baselines: bool = (
-        False  # also deep-supervise supervised / mean_teacher: separates MFL's gain from the unlabeled data's
+        False  # also deep-supervise supervised / mean_teacher / dual: separates MFL's gain from the unlabeled data's
     )
 
 
@@ -318,7 +367,7 @@ INIT_MODEL_URI = re.compile(r"^models:/[^/@]+(?:@[^/@]+|/\d+)$")
 
 
 class TrainConfig(Section):
-    method: Literal["supervised", "mean_teacher", "trs"] = "trs"
+    method: Literal["supervised", "mean_teacher", "trs", "dual"] = "trs"
     # where the student's weights start: scratch, champion (the registry's), models:/NAME/VERSION,
     # models:/NAME@ALIAS, or a checkpoint file or folder; optimiser, schedule and reviewer start fresh
     init: str = "scratch"

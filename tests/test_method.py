@@ -16,7 +16,7 @@ def spec_of(*overrides: str):
 
 
 def test_methods_are_the_configs_choices():
-    assert METHODS == ("supervised", "mean_teacher", "trs")
+    assert METHODS == ("supervised", "mean_teacher", "trs", "dual")
 
 
 def test_supervised_has_no_teacher_reviewer_mfl_mix_or_burn_in():
@@ -24,6 +24,15 @@ def test_supervised_has_no_teacher_reviewer_mfl_mix_or_burn_in():
     assert (spec.has_teacher, spec.has_reviewer, spec.uses_unlabeled) == (False, False, False)
     assert spec.mfl_strides == spec.mfl_weights == () and spec.keypoint_mix_from is None
     assert spec.burn_in_end == 0 and not spec.in_burn_in(0) and not spec.mixes_at(10**6)
+
+
+def test_dual_trains_two_students_on_the_unlabeled_stream_without_teacher_or_reviewer():
+    spec = spec_of("train.method=dual", "train.consistency.burn_in_iters=10")
+    assert spec.students == 2 and spec.uses_unlabeled
+    assert not spec.has_teacher and not spec.has_reviewer and spec.mfl_weights == ()
+    assert spec.keypoint_mix_from is None and spec.in_burn_in(9) and not spec.in_burn_in(10)
+    assert spec_of("train.method=dual", "train.mfl.in_baselines=true").mfl_weights
+    assert all(spec_of(f"train.method={m}").students == 1 for m in ("supervised", "mean_teacher", "trs"))
 
 
 def test_mean_teacher_has_a_teacher_alone():
@@ -53,6 +62,8 @@ def test_mfl_in_baselines_gives_the_baselines_mfl_heads():
     [
         (["train.method=trs"], 3),
         (["train.method=mean_teacher"], 0),
+        (["train.method=dual"], 0),
+        (["train.method=dual", "train.mfl.in_baselines=true"], 3),
         (["train.method=trs", "train.mfl.enabled=false"], 0),
     ],
 )
@@ -64,5 +75,5 @@ def test_the_model_builder_builds_the_heads_the_spec_supervises(overrides: list[
 
 
 def test_an_unknown_method_name_is_refused():
-    with pytest.raises(ValueError, match="train.method='dual'"):
-        method_spec(load_config(None, TINY), "dual")
+    with pytest.raises(ValueError, match="train.method='triple'"):
+        method_spec(load_config(None, TINY), "triple")

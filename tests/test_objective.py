@@ -10,8 +10,12 @@ import torch
 from components.config import ExperimentConfig, load_config
 from components.engine import objective
 from components.engine.ema import ema_momentum, ema_update_, make_teacher
+from components.engine.losses import consistency_loss
 from components.engine.objective import compute_losses
+from components.engine.pseudo_labels import warp_heatmaps
 from components.engine.reviewer import Reviewer
+from components.heatmap_codec import heatmap_peaks
+from components.keypoints import COCO_PERSON
 from components.method import method_spec
 from components.models import build_model
 
@@ -170,6 +174,8 @@ def test_unknown_method_and_missing_teacher_are_errors():
     labeled, unlabeled = batches()
     cfg = config("train.method=mean_teacher")
     with pytest.raises(ValueError, match="method"):
+        compute_losses("triple", student, None, reviewer, labeled, unlabeled, cfg, 0)
+    with pytest.raises(ValueError, match="trains 2 students"):
         compute_losses("dual", student, None, reviewer, labeled, unlabeled, cfg, 0)
     with pytest.raises(ValueError, match="teacher"):
         compute_losses("mean_teacher", student, None, reviewer, labeled, unlabeled, cfg, 0)
@@ -188,3 +194,94 @@ def test_consistency_weight_is_zero_in_the_burn_in_then_ramps_from_its_end():
     assert method_spec(cfg).in_burn_in(9) and not method_spec(cfg).in_burn_in(10)
     supervised = load_config(None, ["train.method=supervised", "train.consistency.burn_in_iters=10"])
     assert not method_spec(supervised).in_burn_in(0)
+
+
+class Recording(torch.nn.Module):
+    """A network that records what it was given and what it answered."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.network = network
+        self.calls: list[tuple[torch.Tensor, object]] = []
+
+    def forward(self, x: torch.Tensor):
+        out = self.network(x)
+        self.calls.append((x.detach().clone(), out))
+        return out
+
+
+def test_each_hard_view_gets_its_own_terms_against_targets_computed_once():
+    cfg = config(
+        "train.method=trs",
+        "train.consistency.confidence_threshold=0.0",
+        "train.consistency.hard_views=2",
+        "augment.hard_recipe=[joco, jccm]",
+        "train.keypoint_mix.enabled=false",
+    )
+    torch.manual_seed(0)
+    network = build_model(cfg)
+    teacher = Recording(make_teacher(network))
+    reviewer = Reviewer(cfg.train.reviewer)
+    noisy = copy.deepcopy(teacher.network)
+    with torch.no_grad():
+        for p in noisy.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    reviewer.maybe_update(noisy, 0.5, 10)
+    reviewed = []
+    predict = reviewer.predict
+    reviewer.predict = lambda x: reviewed.append(x.shape[0]) or predict(x)
+    student = Recording(network)
+    labeled, unlabeled = batches()
+    losses = compute_losses(
+        "trs", student, teacher, reviewer, labeled, unlabeled, cfg, 5, torch.Generator().manual_seed(0)
+    )
+
+    assert [x.shape[0] for x, _ in teacher.calls] == [B] and reviewed == [B], "one pass per easy view"
+    ((inputs, out),) = student.calls
+    assert inputs.shape[0] == B + 2 * B
+    first, second = inputs[B : 2 * B], inputs[2 * B :]
+    assert not torch.equal(first, second) and not torch.equal(first, unlabeled["hard"]), "two views, each its own"
+
+    stride = cfg.input.heatmap_stride
+    targets = {"teacher": teacher.calls[0][1].heatmaps, "reviewer": reviewer.predict(unlabeled["easy"])}
+    carried = {
+        k: warp_heatmaps(v.float(), unlabeled["easy_to_hard"], unlabeled["flipped"], stride, COCO_PERSON.flip_index)
+        for k, v in targets.items()
+    }
+    masks = {k: heatmap_peaks(v)[1] >= 0.0 for k, v in carried.items()}
+    heatmaps, aux = out.heatmaps.float(), [a.float() for a in out.aux]
+    for m in range(2):
+        rows = slice(B + m * B, B + (m + 1) * B)
+        for name in ("teacher", "reviewer"):
+            expected = consistency_loss(heatmaps[rows], carried[name], masks[name])
+            torch.testing.assert_close(losses[f"cons_{name}_p{m}"], expected.detach(), rtol=1e-5, atol=0)
+        assert losses[f"cons_teacher_p{m}"] > 0
+    for name in ("teacher", "reviewer"):
+        assert losses[f"cons_{name}"] == losses[f"cons_{name}_p0"] + losses[f"cons_{name}_p1"]
+    mfl = sum(
+        w
+        * (
+            consistency_loss(a[B : 2 * B], carried["teacher"], masks["teacher"])
+            + consistency_loss(a[2 * B :], carried["teacher"], masks["teacher"])
+        )
+        for w, a in zip(cfg.train.mfl.weights, aux)
+    )
+    assert len(aux) == 3 and losses["cons_mfl"] > 0
+    torch.testing.assert_close(losses["cons_mfl"], mfl.detach(), rtol=1e-6, atol=0)
+    unlabeled_terms = losses["cons_teacher"] + cfg.train.reviewer.weight * losses["cons_reviewer"] + losses["cons_mfl"]
+    torch.testing.assert_close(losses["total"].detach(), losses["sup"] + losses["sup_mfl"] + unlabeled_terms)
+
+
+@pytest.mark.parametrize("method", ["mean_teacher", "trs"])
+def test_the_standard_recipe_hands_the_hard_crop_through_and_a_recipe_changes_it(method):
+    unlabeled = batches()[1]
+    plain = config(f"train.method={method}", "train.keypoint_mix.enabled=false")
+    student = Recording(build_model(plain))
+    compute_losses(method, student, make_teacher(student.network), Reviewer(plain.train.reviewer), *batches(), plain, 5)
+    assert torch.equal(student.calls[0][0][B:], unlabeled["hard"])
+    recipe = config(f"train.method={method}", "train.keypoint_mix.enabled=false", "augment.hard_recipe=co")
+    with pytest.raises(ValueError, match="Generator"):
+        compute_losses(method, student, make_teacher(student.network), None, *batches(), recipe, 5)
+    compute_losses(method, student, make_teacher(student.network), None, *batches(), recipe, 5, torch.Generator())
+    hard = student.calls[-1][0][B:]
+    assert not torch.equal(hard, unlabeled["hard"]) and torch.any(hard == 0), "Cutout's boxes"

@@ -12,6 +12,7 @@ import torch
 
 from components.engine.checkpoint import latest_checkpoint, load_checkpoint
 from components.engine.trainer import train
+from tests.test_dual import RiggedScores
 from tests.tiny_coco import make_tiny_split, tiny_config
 
 
@@ -168,3 +169,38 @@ def test_burn_in_run_resumed_on_either_side_of_its_end_matches_uninterrupted(
     for record in [*final["history"], *expected["history"]]:
         record.pop("images_per_s", None)
     assert _assert_same(final, expected, "checkpoint") > 200
+
+
+NEW_OPTIONS = {
+    "trs, every hard-view op over three paths": (
+        "trs",
+        ["augment.hard_recipe=[af+jo+co, jc+cm+mu, ra+ta+yo]", "train.consistency.hard_views=3"],
+    ),
+    "dual, two paths": ("dual", ["augment.hard_recipe=[joco, af+jccm]", "train.consistency.hard_views=2"]),
+}
+
+
+@pytest.mark.parametrize("name", list(NEW_OPTIONS))
+def test_runs_with_hard_recipes_paths_and_the_dual_method_resume_bitwise(
+    split, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """The hard-view ops draw from the saved generator; a dual checkpoint puts each student back in its role
+    (the peer is the checkpoint's `student` at step 2, where the killed run resumes)."""
+    method, options = NEW_OPTIONS[name]
+    RiggedScores(monkeypatch, peer_wins={2, 6})
+    whole = train(tiny_config(tmp_path / "whole", method, options), split, progress=False)
+    expected = load_checkpoint(whole.checkpoint_uri)
+    cfg = tiny_config(tmp_path / "killed", method, options)
+    with pytest.raises(Killed):
+        train(cfg, split, on_step=_kill_after(3), progress=False)
+    if method == "dual":
+        assert load_checkpoint(latest_checkpoint(tmp_path / "killed"))["dual"]["registered"] == 1
+    final = load_checkpoint(train(cfg, split, progress=False).checkpoint_uri)
+    for state in (final, expected):
+        state["config"]["train"]["checkpoint"].pop("dir")
+    for record in [*final["history"], *expected["history"]]:
+        record.pop("images_per_s", None)
+    assert _assert_same(final, expected, "checkpoint") > 200
+    losses = [r for r in expected["history"] if "loss/total" in r]
+    paths = 3 if method == "trs" else 2
+    assert all(f"loss/cons_teacher_p{paths - 1}" in r for r in losses)

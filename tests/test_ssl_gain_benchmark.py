@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from components.config import load_config
+from components.engine.checkpoint import latest_checkpoint, load_checkpoint
+
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "ssl_gain.py"
 
 
@@ -68,6 +71,39 @@ def test_per_seed_table_pairs_each_variant_with_trs_on_the_same_seed():
     assert rows["trs"] == ["40.0", "50.0", "45.0", "", ""]
     assert rows["trs_no_mfl"] == ["38.0", "", "47.0", "-2.0 / +2.0", "+0.0"]  # seed 1 missing: paired over 0 and 2
     assert "mean_teacher" not in rows
+
+
+def test_every_variant_is_a_valid_config_and_the_new_ones_say_what_they_are():
+    ssl_gain = _load_benchmark()
+    configs = {name: load_config(ssl_gain.CPU_RECIPE, overrides) for name, overrides in ssl_gain.VARIANTS.items()}
+    facts = {
+        name: (cfg.train.method, cfg.augment.hard_recipe, cfg.train.consistency.hard_views)
+        for name, cfg in configs.items()
+    }
+    multiaug = (("joco", "jccm"), 2)
+    assert facts["trs"] == ("trs", ("standard",), 1) and facts["trs_m1"] == ("trs", ("joco",), 1)
+    assert facts["trs_multiaug"] == ("trs", *multiaug) and facts["mean_teacher_multiaug"] == ("mean_teacher", *multiaug)
+    assert facts["dual"] == ("dual", ("standard",), 1) and facts["dual_multiaug"] == ("dual", *multiaug)
+    assert configs["trs_multiaug"].train.keypoint_mix.enabled, "TRS keeps its own parts"
+    assert {"trs_m1", "trs_multiaug", "mean_teacher_multiaug", "dual"} <= set(ssl_gain.VARIANTS) - set(
+        ssl_gain.OPT_IN_VARIANTS
+    )
+
+
+@pytest.mark.slow
+def test_toy_benchmark_trains_the_multiaug_and_dual_variants(tmp_path: Path):
+    ssl_gain = _load_benchmark()
+    work = tmp_path / "bench"
+    variants = "trs_m1,trs_multiaug,mean_teacher_multiaug,dual"
+    ssl_gain.main(["--work-dir", str(work), "--variants", variants, *TOY])
+    runs = json.loads((work / "results.json").read_text())["runs"]
+    assert sorted(runs) == sorted(variants.split(","))
+    assert all(0.0 <= r["0"]["AP"] <= 1.0 for r in runs.values())
+    dual = load_checkpoint(latest_checkpoint(work / "checkpoints" / "dual" / "seed0"))
+    assert dual["config"]["train"]["method"] == "dual" and dual["dual"]["registered"] in (0, 1)
+    multiaug = load_checkpoint(latest_checkpoint(work / "checkpoints" / "trs_multiaug" / "seed0"))
+    assert multiaug["config"]["train"]["consistency"]["hard_views"] == 2
+    assert any("loss/cons_teacher_p1" in row for row in multiaug["history"])
 
 
 @pytest.mark.slow

@@ -1,10 +1,14 @@
-"""The one training loop: supervised, mean-teacher and TRS are configurations of it.
+"""The one training loop: supervised, mean-teacher, TRS and dual are configurations of it.
 
 The student is trained by backpropagation; the teacher (when the method spec has one) is its EMA;
-the reviewer keeps the best historical teacher by held-out AP. The loss terms come from
-`objective.compute_losses`; the data from `streams`; what a checkpoint holds and how a run resumes
-from `training_state`. This module owns the order of things in a step: forward and loss, backward,
-optimiser and schedule, the teacher's update, the reviewer's check, history rows and checkpoints.
+the reviewer keeps the best historical teacher by held-out AP. The dual method trains two students
+side by side (each with its own optimiser, schedule and gradient clipping) and, at every
+checkpoint, scores both on the held-out labels: the better one is the checkpoint's `student`, the
+choice a history row (`dual/student_ap`, `dual/peer_ap`, `dual/registered`). The loss terms come
+from `objective.compute_losses` (`dual.compute_dual_losses`); the data from `streams`; what a
+checkpoint holds and how a run resumes from `training_state`. This module owns the order of things
+in a step: forward and loss, backward, optimiser and schedule, the teacher's update, the reviewer's
+check, history rows and checkpoints.
 
 Resume is exact: every source of randomness is either a pure function of (seed, step) (data order,
 per-item augmentation) or saved in the checkpoint (torch/numpy/python RNGs and the Keypoint-Mix
@@ -29,6 +33,7 @@ from components.data.split import SplitFiles
 from components.engine.compile import InferenceRunners, student_runner
 from components.engine.device_streams import build_streams
 from components.engine.distributed import average_buffers_, broadcast_value, init_distributed, wrap_data_parallel
+from components.engine.dual import compute_dual_losses
 from components.engine.objective import compute_losses
 from components.engine.reviewer import HoldoutScorer
 from components.engine.training_state import CheckpointStore, HistoryRow, TrainingState, seed_everything
@@ -92,13 +97,18 @@ def train(
     spec = method_spec(cfg)
     if spec.uses_unlabeled and tcfg.unlabeled_batch_size == 0:
         raise ConfigError(f"train.method={spec.name} needs train.unlabeled_batch_size > 0")
+    if spec.students > 1 and cfg.data.holdout_labeled == 0:
+        raise ConfigError(
+            f"train.method={spec.name} registers the better student on held-out labels: set data.holdout_labeled > 0"
+        )
     ctx = init_distributed(tcfg.device)
     logger = logger if (logger is not None and ctx.is_main) else NullLogger()
     seed_everything(tcfg.seed)  # identical initial weights on every rank
     state = TrainingState(cfg, spec, ctx, init)
-    student, teacher, reviewer = state.student, state.teacher, state.reviewer
+    student, teacher, reviewer, peer = state.student, state.teacher, state.reviewer, state.peer
     scores_needed = reviewer is not None and reviewer.needs_score
-    score_holdout = HoldoutScorer(split, cfg, ctx.device) if scores_needed and ctx.is_main else None
+    scorer_needed = scores_needed or peer is not None
+    score_holdout = HoldoutScorer(split, cfg, ctx.device) if scorer_needed and ctx.is_main else None
 
     store = CheckpointStore(cfg)
     resume = store.resume_point()
@@ -111,6 +121,9 @@ def train(
     start_step = state.step
 
     network = student_runner(wrap_data_parallel(student, ctx, tcfg.sync_bn), tcfg.compile)
+    peer_network = (
+        student_runner(wrap_data_parallel(peer, ctx, tcfg.sync_bn), tcfg.compile) if peer is not None else None
+    )
     runners = InferenceRunners(tcfg.compile)  # the teacher's and reviewer snapshots' forwards
     if reviewer is not None:
         reviewer.runner = runners
@@ -127,28 +140,37 @@ def train(
             log_now = step_done % tcfg.log_every == 0 or step_done == tcfg.iterations
             save_now = step_done % tcfg.checkpoint.every == 0 or step_done == tcfg.iterations
 
-            # forward, loss, backward, optimiser: the student
-            _set_train_mode(student, tcfg.freeze_bn)
+            # forward, loss, backward, optimiser: the student (the dual method's two)
+            for trained in state.students:
+                _set_train_mode(trained, tcfg.freeze_bn)
             labeled, unlabeled = streams.next(step)
             with torch.autocast("cuda", dtype=torch.bfloat16) if use_amp else nullcontext():
-                losses = compute_losses(
-                    spec,
-                    network,
-                    teacher_forward,
-                    reviewer,
-                    labeled,
-                    unlabeled,
-                    cfg,
-                    step,
-                    state.mix_generator,
-                )
-            state.optimizer.zero_grad(set_to_none=True)
+                if peer_network is not None:
+                    pair = (network, peer_network)
+                    losses = compute_dual_losses(spec, pair, labeled, unlabeled, cfg, step, state.mix_generator)
+                else:
+                    losses = compute_losses(
+                        spec,
+                        network,
+                        teacher_forward,
+                        reviewer,
+                        labeled,
+                        unlabeled,
+                        cfg,
+                        step,
+                        state.mix_generator,
+                    )
+            for optimizer, _ in state.optimizers:
+                optimizer.zero_grad(set_to_none=True)
             losses["total"].backward()
             if tcfg.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(student.parameters(), tcfg.grad_clip)
-            state.optimizer.step()
-            state.scheduler.step()
-            average_buffers_(student, ctx)
+                for trained in state.students:
+                    torch.nn.utils.clip_grad_norm_(trained.parameters(), tcfg.grad_clip)
+            for optimizer, scheduler in state.optimizers:
+                optimizer.step()
+                scheduler.step()
+            for trained in state.students:
+                average_buffers_(trained, ctx)
             state.step = step_done
 
             # the teacher follows the student; the reviewer checks the teacher
@@ -182,6 +204,13 @@ def train(
                 interval_images, interval_start = 0, time.perf_counter()
             bar.update(1)
             if save_now:
+                if peer is not None:  # the checkpoint's `student` is the better of the two on the held-out labels
+                    scores = [score_holdout(trained) for trained in state.students] if score_holdout else None
+                    state.register_better(broadcast_value(scores, ctx))
+                    choice = {"dual/student_ap": state.holdout_ap[0], "dual/peer_ap": state.holdout_ap[1]}
+                    _record(
+                        state, logger, {"step": float(step_done), **choice, "dual/registered": float(state.registered)}
+                    )
                 last_uri = store.save(state, streams)
             if on_step is not None:
                 on_step(step_done)

@@ -1,9 +1,13 @@
 """What a training run is at a step, and how it is captured in and restored from a checkpoint.
 
 `TrainingState` holds the student, the EMA teacher, the reviewer, optimiser, schedule, the
-Keypoint-Mix generator and the history rows. `CheckpointStore` finds where a run resumes, refuses a
-checkpoint of another experiment, and writes a checkpoint of the state plus every RNG of every rank
-and the data streams' positions. Resume is exact: what a step draws is either a pure function of
+Keypoint-Mix generator (which the hard-view ops draw from too) and the history rows; for the dual
+method also the second student with its own optimiser and schedule. A dual checkpoint's `student`
+is whichever of the two scored better on the held-out labels at that save (`dual.registered` says
+which), so everything that loads `student` (evaluation, registration, serving) gets the better one;
+`peer` is the other, and resume puts each back in its own role. `CheckpointStore` finds where a
+run resumes, refuses a checkpoint of another experiment, and writes a checkpoint of the state plus
+every RNG of every rank and the data streams' positions. Resume is exact: what a step draws is either a pure function of
 (seed, step) or one of these saved RNGs.
 """
 
@@ -106,7 +110,7 @@ def check_resumable(saved: dict[str, Any], cfg: ExperimentConfig, uri: str) -> N
 
 
 class TrainingState:
-    """Student, teacher, reviewer, optimiser, schedule, Keypoint-Mix generator and history: what a checkpoint holds."""
+    """Students, teacher, reviewer, optimisers, schedules, augmentation generator, history: what a checkpoint holds."""
 
     def __init__(
         self, cfg: ExperimentConfig, spec: MethodSpec, ctx: DistributedContext, init: InitialWeights | None = None
@@ -116,9 +120,12 @@ class TrainingState:
         self.ctx = ctx
         memory_format = torch.channels_last if tcfg.channels_last else torch.contiguous_format
         student = build_model(cfg)
-        if init is not None:
+        # dual: built right after the first, from the same seed's next draws, so it starts from other weights
+        peer = build_model(cfg) if spec.students > 1 else None
+        if init is not None:  # a warm start: the student (dual's first) starts from trained weights
             load_initial_weights(student, init)
         self.student: nn.Module = student.to(ctx.device).to(memory_format=memory_format)
+        self.peer: nn.Module | None = peer.to(ctx.device).to(memory_format=memory_format) if peer is not None else None
         self.teacher = EMATeacher(self.student, tcfg.ema.momentum, tcfg.ema.warmup_iters) if spec.has_teacher else None
         self.reviewer = (
             Reviewer(tcfg.reviewer, template=self.teacher.module)
@@ -127,6 +134,10 @@ class TrainingState:
         )
         self.optimizer = build_optimizer(list(self.student.parameters()), tcfg)
         self.scheduler = build_scheduler(self.optimizer, tcfg)
+        self.peer_optimizer = build_optimizer(list(self.peer.parameters()), tcfg) if self.peer is not None else None
+        self.peer_scheduler = build_scheduler(self.peer_optimizer, tcfg) if self.peer_optimizer is not None else None
+        self.registered = 0  # dual: which student (0 first, 1 peer) the checkpoint's `student` holds
+        self.holdout_ap: list[float] = []  # dual: both students' held-out AP at the last save
         # per rank: each rank mixes the keypoints of its own slice of the batch
         self.mix_generator = torch.Generator().manual_seed(tcfg.seed * 1000 + ctx.rank)
         self.step = 0
@@ -136,26 +147,66 @@ class TrainingState:
     def lr(self) -> float:
         return float(self.scheduler.get_last_lr()[0])
 
+    @property
+    def students(self) -> list[nn.Module]:
+        """The networks trained by backpropagation: the student, and the dual method's peer."""
+        return [self.student] if self.peer is None else [self.student, self.peer]
+
+    @property
+    def optimizers(self) -> list[tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]]:
+        """(optimiser, schedule) of each student, in `students` order."""
+        pairs: list[tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]] = [
+            (self.optimizer, self.scheduler)
+        ]
+        if self.peer_optimizer is not None and self.peer_scheduler is not None:
+            pairs.append((self.peer_optimizer, self.peer_scheduler))
+        return pairs
+
+    def register_better(self, holdout_ap: list[float]) -> None:
+        """Dual: the checkpoint's `student` is the one with the higher held-out AP (the first on a tie)."""
+        self.holdout_ap = [float(ap) for ap in holdout_ap]
+        self.registered = int(self.holdout_ap[1] > self.holdout_ap[0])
+
     def replicas(self) -> dict[str, nn.Module | None]:
         snapshots = {f"reviewer{i}": s.model for i, s in enumerate(self.reviewer.snapshots)} if self.reviewer else {}
-        return {"student": self.student, "teacher": self.teacher.module if self.teacher else None, **snapshots}
+        teacher = self.teacher.module if self.teacher else None
+        return {"student": self.student, "peer": self.peer, "teacher": teacher, **snapshots}
 
     def state_dict(self, rng_per_rank: list[dict[str, Any]]) -> dict[str, Any]:
-        return {
-            "student": unwrap(self.student).state_dict(),
+        weights = [unwrap(network).state_dict() for network in self.students]
+        state = {
+            "student": weights[self.registered],
             "teacher": self.teacher.state_dict() if self.teacher is not None else None,
             "reviewer": self.reviewer.state_dict() if self.reviewer is not None else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": {"per_rank": rng_per_rank},
         }
+        if self.peer_optimizer is not None and self.peer_scheduler is not None:
+            state.update(
+                peer=weights[1 - self.registered],
+                peer_optimizer=self.peer_optimizer.state_dict(),  # optimisers and schedules stay in their roles
+                peer_scheduler=self.peer_scheduler.state_dict(),
+                dual={"registered": self.registered, "holdout_ap": list(self.holdout_ap)},
+            )
+        return state
 
     def load_state_dict(self, state: dict[str, Any], uri: str) -> None:
         """Weights, optimiser and schedule, then this rank's RNGs as they were at the save (so: last)."""
         per_rank = state["rng"]["per_rank"]
         if len(per_rank) != self.ctx.world_size:
             raise ckpt.ResumeError(f"{uri}: saved by {len(per_rank)} ranks, resumed with {self.ctx.world_size}")
-        self.student.load_state_dict(state["student"])
+        if self.peer is not None:
+            self.registered = int(state["dual"]["registered"])
+            self.holdout_ap = [float(ap) for ap in state["dual"]["holdout_ap"]]
+            roles = (state["student"], state["peer"]) if self.registered == 0 else (state["peer"], state["student"])
+            self.student.load_state_dict(roles[0])
+            self.peer.load_state_dict(roles[1])
+            if self.peer_optimizer is not None and self.peer_scheduler is not None:
+                self.peer_optimizer.load_state_dict(state["peer_optimizer"])
+                self.peer_scheduler.load_state_dict(state["peer_scheduler"])
+        else:
+            self.student.load_state_dict(state["student"])
         if self.teacher is not None and state.get("teacher") is not None:
             self.teacher.load_state_dict(state["teacher"])
         if self.reviewer is not None and state.get("reviewer") is not None:
