@@ -14,11 +14,16 @@ Same data, same iterations, same network for every variant; only the method swit
     mean_teacher_multiaug  mean_teacher with the same two hard views (MultiAugs' single network, EMA teacher)
     dual                 PoseDual: two students teach each other, the better on the held-out labels is scored
     dual_multiaug        dual with the two MultiAugs hard views (MultiAugs' dual networks; opt-in: twice dual's cost)
+    trs_multiaug_no_*    trs_multiaug without the reviewer, the MFL heads or Keypoint-Mix (opt-in: issue 26's ablations)
     trs_gpu_data         trs fed by the GPU data path (train.data_path=gpu): other draws, same augmentation law
     supervised_full      supervised on every training label (the ceiling)
 
 Each variant trains once per seed (the seed picks the labeled subset and the training randomness)
-and is scored by COCO keypoint AP on the synthetic validation set with ground-truth boxes. The
+and is scored by COCO keypoint AP with ground-truth boxes on the synthetic validation set and on a
+test set drawn with its own seed (--test-images, --test-seed). Nothing is chosen by the test set:
+settings are compared on validation (and the reviewer ranks on held-out labels); the test column
+is the figure to quote. Runs cached before the test set existed are scored on it from their final
+checkpoint. The
 schedule's warm-ups, ramp-up and reviewer interval scale with --iterations unless --set says
 otherwise. Finished runs are cached in WORK_DIR/results.json and checkpoints resume, so a killed
 benchmark continues where it stopped. Prints a markdown table of AP mean and spread.
@@ -68,14 +73,24 @@ VARIANTS: dict[str, list[str]] = {
     "trs_no_keypoint_mix": ["train.method=trs", "train.keypoint_mix.enabled=false"],
     "trs_m1": ["train.method=trs", "augment.hard_recipe=joco"],
     "trs_multiaug": ["train.method=trs", *MULTIAUG],
+    "trs_multiaug_no_reviewer": ["train.method=trs", *MULTIAUG, "train.reviewer.enabled=false"],
+    "trs_multiaug_no_mfl": ["train.method=trs", *MULTIAUG, "train.mfl.enabled=false"],
+    "trs_multiaug_no_keypoint_mix": ["train.method=trs", *MULTIAUG, "train.keypoint_mix.enabled=false"],
     "mean_teacher_multiaug": ["train.method=mean_teacher", *MULTIAUG],
     "dual": ["train.method=dual"],
     "dual_multiaug": ["train.method=dual", *MULTIAUG],
     "trs_gpu_data": ["train.method=trs", "train.data_path=gpu"],
     "supervised_full": ["train.method=supervised"],
 }
-# not in the default set: a data-path check, not an ablation; a second dual row at twice dual's cost
-OPT_IN_VARIANTS = ("trs_gpu_data", "dual_multiaug")
+# not in the default set: a data-path check, not an ablation; a second dual row at twice dual's cost; the
+# new recipe's ablations (issue 26's 1,000-iteration table: --variants ... --reference trs_multiaug)
+OPT_IN_VARIANTS = (
+    "trs_gpu_data",
+    "dual_multiaug",
+    "trs_multiaug_no_reviewer",
+    "trs_multiaug_no_mfl",
+    "trs_multiaug_no_keypoint_mix",
+)
 METRICS = ("AP", "AP50", "AP75", "APm", "APl", "AR")
 CPU_RECIPE = Path(__file__).resolve().parents[1] / "configs" / "ssl_gain_cpu.yaml"
 
@@ -105,6 +120,35 @@ def ensure_data(data_root: Path, args: argparse.Namespace) -> None:
         print(f"drew {args.images} + {args.val_images} synthetic images into {data_root}", flush=True)
 
 
+def ensure_test_data(test_root: Path, args: argparse.Namespace) -> None:
+    """Draw the test set (its own seed, validation-style images only) unless test_root already holds it."""
+    from components.data.synthetic import generate_dataset
+    from components.data.synthetic.folder import read_mark
+    from components.data.synthetic.writer import synthesis_settings
+
+    height, width = parse_size(args.image_size)
+    wanted = synthesis_settings(args.test_seed, args.style, (height, width), 0, args.test_images)
+    mark = read_mark(test_root) or {}
+    if {split: mark.get(split) for split in wanted} != wanted:
+        generate_dataset(
+            test_root, 0, args.test_images, seed=args.test_seed, image_size=(height, width), style=args.style
+        )
+        print(f"drew {args.test_images} synthetic test images (seed {args.test_seed}) into {test_root}", flush=True)
+
+
+def scored(model: object, cfg: ExperimentConfig, data_root: Path, test_root: Path) -> dict[str, float]:
+    """AP and its kin on the validation set, and as `test_*` on the test set."""
+    from components.evaluation import evaluate_model
+
+    device = cfg.train.device if cfg.train.device != "auto" else None
+    metrics: dict[str, float] = {}
+    for prefix, root in (("", data_root), ("test_", test_root)):
+        ann, images = coco_layout(root, "val")
+        found = evaluate_model(model, ann, images, cfg, device=device)  # type: ignore[arg-type]
+        metrics.update({f"{prefix}{k}": float(found[k]) for k in METRICS})
+    return metrics
+
+
 def labeled_image_count(ann_file: Path) -> int:
     coco = json.loads(ann_file.read_text())
     return len({a["image_id"] for a in coco["annotations"] if a.get("num_keypoints", 0) > 0 and not a.get("iscrowd")})
@@ -128,7 +172,6 @@ def scaled_schedule(iterations: int, burn_in_fraction: float) -> list[str]:
 def run_variant(variant: str, seed: int, args: argparse.Namespace, data_root: Path, work: Path) -> dict[str, float]:
     from components.engine.checkpoint import load_student
     from components.engine.trainer import train
-    from components.evaluation import evaluate_model
 
     train_ann, train_images = coco_layout(data_root, "train")
     val_ann, val_images = coco_layout(data_root, "val")
@@ -160,11 +203,20 @@ def run_variant(variant: str, seed: int, args: argparse.Namespace, data_root: Pa
     )
     started = time.perf_counter()
     result = train(cfg, split, progress=not args.no_progress)
-    model, _ = load_student(result.checkpoint_uri)
-    metrics = evaluate_model(
-        model, val_ann, val_images, cfg, device=cfg.train.device if cfg.train.device != "auto" else None
-    )
-    return {**{k: float(metrics[k]) for k in METRICS}, "train_minutes": (time.perf_counter() - started) / 60}
+    minutes = (time.perf_counter() - started) / 60
+    model, trained = load_student(result.checkpoint_uri)
+    return {**scored(model, trained, data_root, work / "test"), "train_minutes": minutes}
+
+
+def backfill_test(variant: str, seed: int, args: argparse.Namespace, data_root: Path, work: Path) -> dict[str, float]:
+    """Test metrics of a run cached before the test set existed, from its final checkpoint."""
+    from components.engine.checkpoint import latest_checkpoint, load_student
+
+    uri = latest_checkpoint(work / "checkpoints" / variant / f"seed{seed}")
+    if uri is None:
+        return {}
+    model, trained = load_student(uri)
+    return {k: v for k, v in scored(model, trained, data_root, work / "test").items() if k.startswith("test_")}
 
 
 def run_child(variant: str, seed: int, argv: list[str], work: Path, threads: int) -> dict[str, float]:
@@ -229,53 +281,74 @@ def summarise(results: dict[str, dict[str, dict[str, float]]], variants: list[st
     def mean_std(values: list[float]) -> tuple[float, float]:
         return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
-    floor = [r["AP"] for r in results.get("supervised", {}).values()]
-    floor_mean = statistics.fmean(floor) if floor else None
+    def mean_of(variant: str, metric: str) -> float | None:
+        values = [r[metric] for r in results.get(variant, {}).values() if metric in r]
+        return statistics.fmean(values) if values else None
+
     lines = [
         f"{args.iterations} iterations, batch {args.batch} labeled + {args.unlabeled_batch} unlabeled, "
         f"{args.backbone} at {args.input_size[0]}x{args.input_size[1]}, {args.images} {args.style} synthetic training images "
         f"({args.labeled_fraction:.0%} labeled, {args.holdout} held out for the reviewer), "
-        f"{args.val_images} validation images; AP in points (x100), mean ± sample std over seeds.",
+        f"{args.val_images} validation and {args.test_images} test images (test seed {args.test_seed}); AP in points "
+        "(x100), mean ± sample std over seeds; Δ on the test set.",
         "",
-        "| variant | seeds | AP | AP50 | AP75 | AR | ΔAP vs supervised | train min/run |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | seeds | val AP | test AP | test AP50 | test AP75 | test AR | Δ vs supervised | "
+        "Δ vs supervised_mfl | train min/run |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for variant in variants:
         runs = list(results.get(variant, {}).values())
         if not runs:
             continue
         cells = []
-        for metric in ("AP", "AP50", "AP75", "AR"):
-            mean, std = mean_std([100 * r[metric] for r in runs])
-            cells.append(f"{mean:.1f} ± {std:.1f}")
-        delta = "" if floor_mean is None else f"{100 * (statistics.fmean(r['AP'] for r in runs) - floor_mean):+.1f}"
+        for metric in ("AP", "test_AP", "test_AP50", "test_AP75", "test_AR"):
+            values = [100 * r[metric] for r in runs if metric in r]
+            mean, std = mean_std(values) if values else (float("nan"), 0.0)
+            cells.append(f"{mean:.1f} ± {std:.1f}" if values else "")
+        own = mean_of(variant, "test_AP")
+        for floor_variant in ("supervised", "supervised_mfl"):
+            floor = mean_of(floor_variant, "test_AP")
+            cells.append("" if own is None or floor is None else f"{100 * (own - floor):+.1f}")
         minutes = statistics.fmean(r["train_minutes"] for r in runs)
-        lines.append(f"| {variant} | {len(runs)} | {' | '.join(cells)} | {delta} | {minutes:.1f} |")
-    return "\n".join(lines + ["", per_seed_table(results, variants)])
+        lines.append(f"| {variant} | {len(runs)} | {' | '.join(cells)} | {minutes:.1f} |")
+    floor, ceiling = mean_of("supervised", "test_AP"), mean_of("supervised_full", "test_AP")
+    if floor is not None and ceiling is not None and ceiling > floor:
+        closed = [
+            f"{variant} {100 * ((mean_of(variant, 'test_AP') or floor) - floor) / (ceiling - floor):.0f}%"
+            for variant in variants
+            if variant not in ("supervised", "supervised_full") and mean_of(variant, "test_AP") is not None
+        ]
+        lines += ["", f"Share of the supervised-to-ceiling gap closed (test): {', '.join(closed)}."]
+    return "\n".join(lines + ["", per_seed_table(results, variants, reference_name=args.reference)])
 
 
 def _signed(points: float) -> str:
     return f"{round(points, 1) + 0.0:+.1f}"  # + 0.0 turns a rounded -0.0 into 0.0
 
 
-def per_seed_table(results: dict[str, dict[str, dict[str, float]]], variants: list[str]) -> str:
-    """AP per seed and the paired difference to trs: the same seed draws the same labeled subset, so
-    the pairs remove the subset-to-subset spread that the mean ± std rows carry."""
+def per_seed_table(
+    results: dict[str, dict[str, dict[str, float]]],
+    variants: list[str],
+    metric: str = "test_AP",
+    reference_name: str = "trs",
+) -> str:
+    """Test AP per seed and the paired difference to trs: the same seed draws the same labeled subset,
+    so the pairs remove the subset-to-subset spread that the mean ± std rows carry."""
     seeds = sorted({int(s) for runs in results.values() for s in runs})
-    reference = results.get("trs", {})
-    header = ["variant", *(f"seed {s}" for s in seeds), "paired ΔAP vs trs (per seed)", "mean paired Δ"]
+    reference = {s: r for s, r in results.get(reference_name, {}).items() if metric in r}
+    header = ["variant", *(f"seed {s}" for s in seeds), f"paired Δ vs {reference_name} (per seed)", "mean paired Δ"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for variant in variants:
         runs = results.get(variant, {})
         if not runs:
             continue
-        cells = [f"{100 * runs[str(s)]['AP']:.1f}" if str(s) in runs else "" for s in seeds]
+        cells = [f"{100 * runs[str(s)][metric]:.1f}" if metric in runs.get(str(s), {}) else "" for s in seeds]
         paired = [
-            100 * (runs[str(s)]["AP"] - reference[str(s)]["AP"])
+            100 * (runs[str(s)][metric] - reference[str(s)][metric])
             for s in seeds
-            if str(s) in runs and str(s) in reference
+            if metric in runs.get(str(s), {}) and str(s) in reference
         ]
-        if variant == "trs" or not paired:
+        if variant == reference_name or not paired:
             cells += ["", ""]
         else:
             cells += [" / ".join(_signed(d) for d in paired), _signed(statistics.fmean(paired))]
@@ -316,6 +389,8 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="Config override, applied last.")
     parser.add_argument("--images", type=int, default=1500, help="synthetic training images")
     parser.add_argument("--val-images", type=int, default=150)
+    parser.add_argument("--test-images", type=int, default=300, help="synthetic test images, drawn with --test-seed")
+    parser.add_argument("--test-seed", type=int, default=1000)
     parser.add_argument("--image-size", default="256x320", help="synthetic image HxW")
     parser.add_argument("--data-seed", type=int, default=0)
     parser.add_argument("--style", choices=("standard", "easy"), default="easy", help="synthetic scene style")
@@ -335,6 +410,7 @@ def main(argv: list[str] | None = None) -> str:
         help="labeled images held out to rank reviewer snapshots (and dual's students)",
     )
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated")
+    parser.add_argument("--reference", default="trs", help="the variant the per-seed table pairs every other with")
     parser.add_argument(
         "--variants",
         default=",".join(v for v in VARIANTS if v not in OPT_IN_VARIANTS),
@@ -370,6 +446,7 @@ def main(argv: list[str] | None = None) -> str:
         return ""
     data_root = work / "data"
     ensure_data(data_root, args)
+    ensure_test_data(work / "test", args)
     if args.one_run_out:  # a child of --jobs: one run, reported to the parent, no results.json
         metrics = run_variant(variants[0], seeds[0], args, data_root, work)
         Path(args.one_run_out).write_text(json.dumps(metrics))
@@ -387,6 +464,9 @@ def main(argv: list[str] | None = None) -> str:
         "jobs",
         "threads",
         "one_run_out",
+        "reference",
+        "test_images",  # the test set is an evaluation, not a setting of the runs: cached runs are scored on it
+        "test_seed",
     )
     settings = {k: v for k, v in vars(args).items() if k not in not_settings}
     settings["config_sha256"] = sha256_file(args.config)  # an edited recipe is other settings too
@@ -396,11 +476,24 @@ def main(argv: list[str] | None = None) -> str:
         changed = sorted(k for k in settings if stored["settings"].get(k) != settings[k])
         parser.error(f"{work} holds runs made with other settings ({', '.join(changed)}); use another --work-dir")
     results: dict[str, dict[str, dict[str, float]]] = stored["runs"]
+    test_set = {"test_images": args.test_images, "test_seed": args.test_seed}
+    if stored.get("test") not in (None, test_set):  # scores on another test set: drop them, score again
+        for runs in results.values():
+            for metrics in runs.values():
+                for key in [k for k in metrics if k.startswith("test_")]:
+                    del metrics[key]
 
     def record(variant: str, seed: int, metrics: dict[str, float]) -> None:
         results.setdefault(variant, {})[str(seed)] = metrics
-        write_atomically(results_file, json.dumps({"settings": settings, "runs": results}, indent=1))
-        print(f"   {variant} seed {seed}: AP {100 * metrics['AP']:.1f}", flush=True)
+        stored_now = {"settings": settings, "test": test_set, "runs": results}
+        write_atomically(results_file, json.dumps(stored_now, indent=1))
+        test = f", test AP {100 * metrics['test_AP']:.1f}" if "test_AP" in metrics else ""
+        print(f"   {variant} seed {seed}: AP {100 * metrics['AP']:.1f}{test}", flush=True)
+
+    for variant, runs in results.items():
+        for seed, metrics in runs.items():
+            if "test_AP" not in metrics and variant in variants and int(seed) in seeds:
+                record(variant, int(seed), {**metrics, **backfill_test(variant, int(seed), args, data_root, work)})
 
     pending = [(v, s) for s in seeds for v in variants if str(s) not in results.get(v, {})]
     if args.jobs == 1:

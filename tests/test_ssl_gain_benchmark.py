@@ -55,7 +55,7 @@ def test_per_seed_table_pairs_each_variant_with_trs_on_the_same_seed():
     ssl_gain = _load_benchmark()
 
     def runs(*aps: float | None) -> dict[str, dict[str, float]]:
-        return {str(seed): {"AP": ap} for seed, ap in enumerate(aps) if ap is not None}
+        return {str(seed): {"AP": 0.0, "test_AP": ap} for seed, ap in enumerate(aps) if ap is not None}
 
     results = {
         "trs": runs(0.40, 0.50, 0.45),
@@ -65,12 +65,14 @@ def test_per_seed_table_pairs_each_variant_with_trs_on_the_same_seed():
     table = ssl_gain.per_seed_table(results, ["supervised", "trs", "trs_no_mfl", "mean_teacher"])
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]] for line in table.splitlines()[2:]}
     assert (
-        table.splitlines()[0] == "| variant | seed 0 | seed 1 | seed 2 | paired ΔAP vs trs (per seed) | mean paired Δ |"
+        table.splitlines()[0] == "| variant | seed 0 | seed 1 | seed 2 | paired Δ vs trs (per seed) | mean paired Δ |"
     )
     assert rows["supervised"] == ["35.0", "41.0", "44.0", "-5.0 / -9.0 / -1.0", "-5.0"]
     assert rows["trs"] == ["40.0", "50.0", "45.0", "", ""]
     assert rows["trs_no_mfl"] == ["38.0", "", "47.0", "-2.0 / +2.0", "+0.0"]  # seed 1 missing: paired over 0 and 2
     assert "mean_teacher" not in rows
+    against = ssl_gain.per_seed_table(results, ["supervised", "trs"], reference_name="supervised")
+    assert "paired Δ vs supervised" in against.splitlines()[0] and "+5.0 / +9.0 / +1.0" in against
 
 
 def test_every_variant_is_a_valid_config_and_the_new_ones_say_what_they_are():
@@ -96,8 +98,11 @@ def test_toy_benchmark_trains_the_multiaug_and_dual_variants(tmp_path: Path):
     work = tmp_path / "bench"
     variants = "trs_m1,trs_multiaug,mean_teacher_multiaug,dual"
     ssl_gain.main(["--work-dir", str(work), "--variants", variants, *TOY])
-    runs = json.loads((work / "results.json").read_text())["runs"]
+    stored = json.loads((work / "results.json").read_text())
+    runs = stored["runs"]
     assert sorted(runs) == sorted(variants.split(","))
+    assert stored["test"] == {"test_images": 300, "test_seed": 1000}
+    assert all({"AP", "test_AP", "test_AR"} <= set(run["0"]) for run in runs.values())
     assert all(0.0 <= r["0"]["AP"] <= 1.0 for r in runs.values())
     dual = load_checkpoint(latest_checkpoint(work / "checkpoints" / "dual" / "seed0"))
     assert dual["config"]["train"]["method"] == "dual" and dual["dual"]["registered"] in (0, 1)
