@@ -307,6 +307,40 @@ def test_metric_logger_writes_history(mlflow_server):
     assert client.get_metric_history(run_id, "train/bad") == []
 
 
+def test_a_version_is_logged_as_code_not_as_a_pickle(mlflow_server, tmp_path):
+    """MLflow's models-from-code: the version holds our module's file, which loading runs; no
+    CloudPickle warning at registration, no pickled model in the version."""
+    import logging
+    from pathlib import Path
+
+    import mlflow.artifacts
+
+    name = unique_name("from-code")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("mlflow")
+    logger.addHandler(handler)
+    try:
+        registered = register_student(
+            TinyPoseNet(), tiny_config(name), {"AP": 0.3}, VAL_A, tracking_uri=mlflow_server.tracking_uri
+        )
+    finally:
+        logger.removeHandler(handler)
+    assert not [r.getMessage() for r in records if "CloudPickle" in r.getMessage()]
+    client = mlflow_server.client()
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=client.get_model_version_download_uri(name, registered.version),
+            dst_path=str(tmp_path),
+            tracking_uri=mlflow_server.tracking_uri,
+        )
+    )
+    files = {path.name for path in local.iterdir()}
+    assert "model_code.py" in files and "python_model.pkl" not in files, files
+    assert "model_code_path" in (local / "MLmodel").read_text()
+
+
 def test_models_cli_lists_promotes_and_rolls_back(mlflow_server):
     from click.testing import CliRunner
 
