@@ -13,6 +13,7 @@ class DatasetArtifact(BaseModel):
     root: str  # local, content-addressed: the same path always means the same bytes
     train_split: str
     val_split: str
+    counts: dict[str, dict[str, int] | None] = {}  # split -> images and people it lists (None: unreadable)
 
 
 class ValidationArtifact(BaseModel):
@@ -42,6 +43,7 @@ class TrainingArtifact(BaseModel):
     step: int
     mlflow_run_id: str
     history_file: str
+    seconds: float | None = None  # wall time of the train step
 
 
 class MetricsArtifact(BaseModel):

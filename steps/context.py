@@ -21,7 +21,12 @@ def run_name() -> str:
         return "local"
 
 
-def run_dir(cfg: ExperimentConfig) -> Path:
-    path = Path("runs") / cfg.name / run_name()
+def run_folder(cfg: ExperimentConfig, name: str) -> Path:
+    """runs/<config name>/<run name>: the run's config, figures and results on this machine."""
+    path = Path("runs") / cfg.name / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def run_dir(cfg: ExperimentConfig) -> Path:
+    return run_folder(cfg, run_name())

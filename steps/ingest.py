@@ -6,7 +6,9 @@ from typing import Annotated
 
 from zenml import step
 
+from components.data.coco_json import count_records
 from components.data.prepare import prepare_dataset
+from components.data.split import coco_layout
 from steps.artifacts import DatasetArtifact
 from steps.context import experiment_config
 
@@ -15,4 +17,6 @@ from steps.context import experiment_config
 def ingest_data(config: dict) -> Annotated[DatasetArtifact, "dataset"]:
     cfg = experiment_config(config)
     root = prepare_dataset(cfg.data, endpoint_url=cfg.storage.endpoint_url)
-    return DatasetArtifact(root=str(root), train_split=cfg.data.train_split, val_split=cfg.data.val_split)
+    splits = (cfg.data.train_split, cfg.data.val_split)
+    counts = {split: count_records(coco_layout(root, split)[0]) for split in splits}
+    return DatasetArtifact(root=str(root), train_split=splits[0], val_split=splits[1], counts=counts)

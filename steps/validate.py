@@ -12,6 +12,8 @@ from components.data.validation import ValidationReport, validate_dataset
 from components.errors import TrsPoseError
 from steps.artifacts import DatasetArtifact, ValidationArtifact
 
+SHOWN_VIOLATIONS = 5
+
 
 class DataValidationError(TrsPoseError, RuntimeError):
     """The dataset broke validation rules; the report artifact lists every violation."""
@@ -38,9 +40,19 @@ def validate_data(dataset: DatasetArtifact) -> Annotated[ValidationArtifact, "va
     summary = _merge(reports, report_dir)
     if not summary.ok:
         save_artifact(summary, name="failed_validation_report")
-        shown = "\n".join(summary.violations[:20])
-        raise DataValidationError(
-            f"{summary.num_violations} validation rule(s) broken; nothing was trained or registered. "
-            f"Full report: {report_dir}\n{shown}"
-        )
+        raise DataValidationError(failure_message(summary, [r.report_path for r in reports if not r.ok]))
     return summary
+
+
+def failure_message(summary: ValidationArtifact, report_paths: list[Path | None]) -> str:
+    """The count on the first line; then the first violations (file: record: [rule] message) and the
+    reports that list them all, one a line."""
+    shown = summary.violations[:SHOWN_VIOLATIONS]
+    more = summary.num_violations - len(shown)
+    lines = [
+        f"{summary.num_violations} validation rule violation(s) in the data",
+        *shown,
+        *([f"... and {more} more"] if more > 0 else []),
+        *(f"full report: {path}" for path in report_paths if path is not None),
+    ]
+    return "\n".join(lines)
