@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from cli.options import config_options, resolve_config
+from cli.servers import server_options
 
 
 @click.group()
@@ -78,11 +79,7 @@ def synth(
     type=click.Path(file_okay=False),
     help="Content-addressed cache directory.",
 )
-@click.option(
-    "--endpoint-url",
-    default=None,
-    help="S3-compatible endpoint (default: AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL, else AWS).",
-)
+@server_options(s3=True)
 @click.option(
     "--hardlink",
     is_flag=True,
@@ -95,11 +92,15 @@ def ingest(source: str, cache_dir: str, endpoint_url: str | None, hardlink: bool
     """
     from components.data.ingest import IngestError, read_ingest_record
     from components.data.ingest import ingest as ingest_source
-    from components.services.reachability import require_pipeline_services
+    from components.services.resolution import resolve_servers
     from components.storage.s3 import is_s3_uri
 
     if is_s3_uri(source):
-        require_pipeline_services(None, endpoint_url)
+        servers = resolve_servers(endpoint_url=endpoint_url)
+        servers.probe(s3=True)
+        servers.require_s3_key(f"ingesting {source}")
+        servers.export()
+        endpoint_url = servers.s3.value if servers.s3 else None
     try:
         root = ingest_source(source, cache_dir, endpoint_url=endpoint_url, hardlink=hardlink)
     except IngestError as exc:

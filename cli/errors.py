@@ -106,6 +106,11 @@ def user_error(exc: Exception) -> UserError:
             f"a server did not answer: {one_line(exc)}. Check the URL (config, --tracking-uri, AWS_ENDPOINT_URL_S3, "
             f"kubeconfig) and that the server runs (`trs-pose services status`)"
         )
+    if "NoCredentialsError" in _names(exc):  # botocore's, where no command checked for a key first
+        return UserError(
+            "no S3 key: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY "
+            '(for the local services: eval "$(trs-pose services env --with-credentials)")'
+        )
     if isinstance(exc, OSError) and exc.filename is not None:
         return UserError(f"{exc.filename}: {exc.strerror or one_line(exc)}")
     return UserError(

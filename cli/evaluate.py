@@ -56,15 +56,16 @@ def override_config(cfg: Any, overrides: tuple[str, ...]) -> Any:
 
 
 def print_metrics(metrics: dict[str, float], title: str) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from cli.tables import print_table
 
     table = Table(title=title)
     table.add_column("metric")
     table.add_column("value", justify="right")
     for name, value in metrics.items():
         table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))
-    Console().print(table)
+    print_table(table)
 
 
 @click.command()

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cli.model_options import open_model
+from cli.servers import server_options
 
 
 @click.command()
@@ -20,11 +21,7 @@ from cli.model_options import open_model
     metavar="URI",
     help="A registered version instead: models:/NAME@ALIAS or models:/NAME/VERSION.",
 )
-@click.option(
-    "--tracking-uri",
-    default=None,
-    help="MLflow server holding the registry (default: $MLFLOW_TRACKING_URI, else the one `services up` started).",
-)
+@server_options(mlflow=True)
 @click.option(
     "--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Folder to write model.onnx to."
 )

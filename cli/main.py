@@ -85,6 +85,9 @@ def main() -> None:
         ("GX_ANALYTICS_ENABLED", "false"),
         ("MLFLOW_ENABLE_TELEMETRY", "false"),
         ("MLFLOW_HTTP_REQUEST_TIMEOUT", "30"),  # seconds a request may wait for a byte (MLflow's default: 120)
+        ("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false"),  # else a progress line per downloaded file
+        ("MLFLOW_LOGGING_LEVEL", "WARNING"),  # a run prints a line a step; MLflow's chatter is not one
+        ("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true"),  # the run's summary names the MLflow UI
     ):
         os.environ.setdefault(variable, value)
     cli()

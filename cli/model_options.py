@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from cli.servers import server_options
+
 
 @dataclass(frozen=True)
 class OpenedModel:
@@ -21,11 +23,7 @@ class OpenedModel:
 
 def model_source_options(function: Callable[..., Any]) -> Callable[..., Any]:
     """Adds --model, --runtime and --tracking-uri (each command keeps its own --checkpoint help)."""
-    function = click.option(
-        "--tracking-uri",
-        default=None,
-        help="MLflow server holding the registry (default: $MLFLOW_TRACKING_URI, else the one `services up` started).",
-    )(function)
+    function = server_options(mlflow=True)(function)
     function = click.option(
         "--runtime",
         type=click.Choice(["torch", "onnx"]),
@@ -51,20 +49,25 @@ def open_model(checkpoint: str | None, model_uri: str | None, tracking_uri: str 
 
     if (checkpoint is None) == (model_uri is None):
         raise click.UsageError("give exactly one of --checkpoint or --model")
+    from components.services.resolution import resolve_servers
+
     if checkpoint is not None:
+        from components.storage.s3 import is_s3_uri
+
+        if is_s3_uri(checkpoint):  # the same store and key as every other command
+            servers = resolve_servers()
+            servers.probe(s3=True)
+            servers.require_s3_key(f"--checkpoint {checkpoint}")
+            servers.export()
         network, cfg = load_checkpoint_model(checkpoint)
         yield OpenedModel(network, cfg, None, checkpoint)
         return
     assert model_uri is not None
-    from components.config import RegistryConfig
-    from components.registry.mlflow_client import resolve_tracking_uri
-    from components.services.process import ServiceError
     from components.serving.model_source import ModelSourceError, load_registered
 
-    try:
-        uri = tracking_uri or resolve_tracking_uri(RegistryConfig.model_validate({}))
-    except ServiceError as exc:
-        raise click.ClickException(f"{model_uri}: {exc} (pass --tracking-uri or set MLFLOW_TRACKING_URI)") from exc
+    servers = resolve_servers(tracking_uri=tracking_uri)
+    uri = servers.tracking_uri()
+    servers.probe(mlflow=True)
     with tempfile.TemporaryDirectory(prefix="trs-pose-model-") as scratch:
         try:
             network, cfg, onnx_path = load_registered(model_uri, uri, scratch)

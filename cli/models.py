@@ -6,7 +6,9 @@ from typing import TYPE_CHECKING
 
 import click
 
+from cli.errors import UserError
 from cli.options import config_options, resolve_config
+from cli.servers import server_options
 from components.config import ExperimentConfig
 
 if TYPE_CHECKING:
@@ -14,27 +16,47 @@ if TYPE_CHECKING:
 
 
 def _registry(
-    config_path: str | None, overrides: tuple[str, ...], tracking_uri: str | None
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    tracking_uri: str | None,
+    endpoint_url: str | None = None,
+    lease: bool = False,
 ) -> tuple[MlflowClientLike, ExperimentConfig]:
-    """(client, config) from the config, with --tracking-uri winning; S3 (the registry lease) as for `run`."""
-    from components.registry.mlflow_client import registry_client, resolve_tracking_uri
-    from components.services.process import ServiceError
-    from pipelines.runner import use_local_services
+    """(client, config) on the resolved servers; with `lease`, the S3 store that holds the registry lease too."""
+    from components.registry.mlflow_client import registry_client
+    from components.services.resolution import resolve_servers
 
     cfg = resolve_config(config_path, overrides)
+    servers = resolve_servers(cfg, tracking_uri=tracking_uri, endpoint_url=endpoint_url)
+    uri = servers.tracking_uri()
+    servers.probe(mlflow=True, s3=lease)
+    if lease:
+        servers.require_s3_key(f"the registry lease of {cfg.registry.model_name}")
+        servers.export()
+    return registry_client(uri), servers.apply(cfg)
+
+
+def version_number(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """VERSION is a version number as `models list` shows it: a usage error otherwise."""
+    if not value.isdigit() or int(value) < 1:
+        raise click.BadParameter(f"{value!r} is not a version number (1, 2, ...; see `trs-pose models list`)")
+    return str(int(value))
+
+
+def missing_version(client: MlflowClientLike, name: str, version: str) -> str | None:
+    """One line naming the model and its versions when `version` is not one of them; None when it is."""
+    from mlflow.exceptions import MlflowException
+
     try:
-        cfg = use_local_services(cfg) if tracking_uri is None else cfg
-        uri = tracking_uri or resolve_tracking_uri(cfg.registry)
-    except ServiceError as exc:
-        raise click.ClickException(f"{exc} (or pass --tracking-uri / set MLFLOW_TRACKING_URI)") from exc
-    return registry_client(uri), cfg
-
-
-tracking_option = click.option(
-    "--tracking-uri",
-    default=None,
-    help="MLflow server (default: registry.tracking_uri, $MLFLOW_TRACKING_URI, else the one `services up` started).",
-)
+        client.get_model_version(name, version)
+        return None
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+    versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+    if not versions:
+        return f"no model named {name!r} is registered at {client.tracking_uri}"
+    return f"{name} has no version {version}; its versions are {', '.join(map(str, versions))}"
 
 
 @click.group()
@@ -49,13 +71,13 @@ def models() -> None:
 
 @models.command("list")
 @config_options
-@tracking_option
+@server_options(mlflow=True)
 def list_command(config_path: str | None, overrides: tuple[str, ...], tracking_uri: str | None) -> None:
     """Every version, newest first, with its aliases, AP, validation set and last decision."""
     from mlflow.exceptions import MlflowException
-    from rich.console import Console
     from rich.table import Table
 
+    from cli.tables import print_table
     from components.registry.lifecycle import list_versions
 
     client, cfg = _registry(config_path, overrides, tracking_uri)
@@ -83,46 +105,60 @@ def list_command(config_path: str | None, overrides: tuple[str, ...], tracking_u
             (row.run_id or "-")[:12],
             row.created.strftime("%Y-%m-%d %H:%M"),
         )
-    Console().print(table)
+    print_table(table)
 
 
 @models.command()
-@click.argument("version")
+@click.argument("version", callback=version_number)
 @config_options
-@tracking_option
+@server_options(mlflow=True, s3=True)
 @click.option("--force", is_flag=True, help="Promote even when the rules say no (recorded as 'forced').")
 def promote(
-    version: str, config_path: str | None, overrides: tuple[str, ...], tracking_uri: str | None, force: bool
+    version: str,
+    config_path: str | None,
+    overrides: tuple[str, ...],
+    tracking_uri: str | None,
+    endpoint_url: str | None,
+    force: bool,
 ) -> None:
-    """Make VERSION the champion if it beats the current one (same rules as the pipeline)."""
+    """Make VERSION the champion if it beats the current one (same rules as the pipeline).
+
+    A version that does not beat the champion is not promoted: the decision and the reason go to
+    stderr, exit 1.
+    """
     from mlflow.exceptions import MlflowException
 
     from components.registry.lifecycle import RegistryError
     from components.registry.promotion_lease import promote_serialised
 
-    client, cfg = _registry(config_path, overrides, tracking_uri)
+    client, cfg = _registry(config_path, overrides, tracking_uri, endpoint_url, lease=True)
     name = cfg.registry.model_name
+    missing = missing_version(client, name, version)
+    if missing is not None:
+        raise UserError(missing)
     try:
         decision = promote_serialised(client, cfg, version, force=force)
     except (RegistryError, MlflowException) as exc:
         raise click.ClickException(str(exc)) from exc
+    if not decision.promoted and decision.decision != "already champion":
+        raise UserError(f"{name} version {version}: not promoted ({decision.decision}): {decision.reason}")
     verdict = "now champion" if decision.promoted else "not promoted"
     click.echo(f"{name} version {version}: {verdict} ({decision.decision}): {decision.reason}")
-    if not decision.promoted and decision.decision != "already champion":
-        raise SystemExit(1)
 
 
 @models.command()
 @config_options
-@tracking_option
-def rollback(config_path: str | None, overrides: tuple[str, ...], tracking_uri: str | None) -> None:
+@server_options(mlflow=True, s3=True)
+def rollback(
+    config_path: str | None, overrides: tuple[str, ...], tracking_uri: str | None, endpoint_url: str | None
+) -> None:
     """Give `champion` back to the version that held it before the current one."""
     from mlflow.exceptions import MlflowException
 
     from components.registry.lifecycle import RegistryError
     from components.registry.promotion_lease import rollback_serialised
 
-    client, cfg = _registry(config_path, overrides, tracking_uri)
+    client, cfg = _registry(config_path, overrides, tracking_uri, endpoint_url, lease=True)
     name = cfg.registry.model_name
     try:
         replaced, restored = rollback_serialised(client, cfg)

@@ -25,6 +25,12 @@ def parse_boxes(raw: Any, source: str, width: int, height: int) -> tuple[list[li
     """
     if not isinstance(raw, list) or not raw:
         raise click.BadParameter(f"{source}: expected a non-empty JSON list of [x, y, w, h] boxes")
+    if all(_is_finite_number(v) for v in raw):  # `[17, 43, 368, 565]`: one box without the list around it
+        flat = ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in raw)
+        raise click.BadParameter(
+            f"{source}: boxes are a list of [x, y, w, h] boxes, and {json.dumps(raw)} is one box without the "
+            f"outer brackets; write [[{flat}]]"
+        )
     boxes: list[list[float]] = []
     scores: list[float] = []
     for index, item in enumerate(raw):

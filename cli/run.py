@@ -5,19 +5,25 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cli.options import config_options, resolve_config
+from cli.servers import server_options
+
+if TYPE_CHECKING:
+    from pipelines.run_state import RunFailed
+    from pipelines.step_reports import StepReport
 
 DEMO_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 
 def _print_summary(summary, cfg, seconds: float) -> None:  # type: ignore[no-untyped-def]
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    from cli.tables import print_table
+
     table = Table(title=f"pipeline run {summary.run_name}: {summary.status} in {seconds / 60:.1f} min")
     table.add_column("what")
     table.add_column("value")
@@ -39,7 +45,7 @@ def _print_summary(summary, cfg, seconds: float) -> None:  # type: ignore[no-unt
     if cfg.registry.tracking_uri:
         table.add_row("MLflow UI", cfg.registry.tracking_uri)
     table.add_row("ZenML run", summary.run_name)
-    console.print(table)
+    print_table(table)
     if summary.dashboard_url:  # on a line of its own: a table cell would cut it to the terminal's width
         click.echo(f"ZenML dashboard: {summary.dashboard_url}")
 
@@ -54,8 +60,31 @@ class _WithoutTraceback(logging.Filter):
         return True
 
 
-def _run_or_explain(cfg, run_name: str | None, resume: str | None = None):  # type: ignore[no-untyped-def]
-    """Run (or resume) the pipeline; a failed step becomes one clear line (its log has the details)."""
+def _print_step(report: StepReport) -> None:
+    from cli.step_lines import step_line
+
+    click.echo(step_line(report))
+
+
+def _advice(exc: RunFailed) -> str:
+    """What to do after a failed run; it says what `--resume` will accept."""
+    from pipelines.run_state import DATA_LOCATION
+
+    name = exc.run_name
+    shown = f"`trs-pose runs show {name}` prints the traceback"
+    if exc.failure.before_training:
+        return (
+            f"Nothing was trained or registered. Once the cause is fixed, `trs-pose run --resume {name}` continues "
+            f"the run; with --config/--set, its config may differ only in {', '.join(DATA_LOCATION)} ({shown})."
+        )
+    return (
+        f"Nothing was registered; `trs-pose run --resume {name}` continues the run once the cause is fixed ({shown})."
+    )
+
+
+def _run_or_explain(cfg, run_name: str | None, resume: str | None, servers):  # type: ignore[no-untyped-def]
+    """Run (or resume) the pipeline, a line a step as it ends; a failed step becomes one clear line
+    (its log has the details), with the violations of a failed validation below it."""
     from pipelines.run_state import RunFailed, RunRefused
 
     for name in (
@@ -68,15 +97,13 @@ def _run_or_explain(cfg, run_name: str | None, resume: str | None = None):  # ty
 
     try:
         if resume is not None:
-            return resume_training_pipeline(resume, cfg)
-        return run_training_pipeline(cfg, run_name)
+            return resume_training_pipeline(resume, cfg, servers, on_step=_print_step)
+        return run_training_pipeline(cfg, run_name, servers, on_step=_print_step)
     except RunRefused as exc:
         raise click.ClickException(str(exc)) from exc
     except RunFailed as exc:
-        raise click.ClickException(
-            f"{exc}. Nothing was registered; `trs-pose run --resume {exc.run_name}` continues the run once the "
-            f"cause is fixed (`trs-pose runs show {exc.run_name}` prints the traceback)."
-        ) from exc
+        details = "".join(f"\n  {line}" for line in exc.failure.details)
+        raise click.ClickException(f"{exc}. {_advice(exc)}{details}") from exc
     except RuntimeError as exc:
         raise click.ClickException(f"{exc}. Nothing was registered; the failing step's log is above.") from exc
 
@@ -84,6 +111,7 @@ def _run_or_explain(cfg, run_name: str | None, resume: str | None = None):  # ty
 @click.command()
 @config_options
 @click.option("--run-name", default=None, help="ZenML run name (default: <config name>-<date>-<time>).")
+@server_options(mlflow=True, s3=True, zenml=True)
 @click.option(
     "--no-local-services",
     is_flag=True,
@@ -95,24 +123,32 @@ def _run_or_explain(cfg, run_name: str | None, resume: str | None = None):  # ty
     default=None,
     metavar="RUN",
     help="Continue run RUN (killed or failed): its finished steps are reused, training restarts from its last "
-    "checkpoint. With --config/--set the config must equal the run's.",
+    "checkpoint. With --config/--set the config must equal the run's; before training, its data location may "
+    "change (the run then starts again from ingest).",
 )
+@click.option("--verbose", "-v", is_flag=True, help="Also print the full resolved config before the run.")
 def run(
     config_path: str | None,
     overrides: tuple[str, ...],
     run_name: str | None,
+    tracking_uri: str | None,
+    endpoint_url: str | None,
+    zenml_url: str | None,
     no_local_services: bool,
     resume: str | None,
+    verbose: bool,
 ) -> None:
     """Run the training pipeline: ingest -> validate -> split -> train -> evaluate -> register -> promote.
 
-    MLflow, S3 and ZenML default to the servers of `trs-pose services up`; set registry.tracking_uri,
-    storage.endpoint_url (and the AWS_* variables), ZENML_STORE_URL and ZENML_STORE_API_KEY to use
-    others. With --no-local-services the ZenML variables are required.
+    Prints a line for each step as it ends, then a summary. The full resolved config goes to the run
+    folder (runs/NAME/RUN/config.yaml) and to MLflow (config/resolved.yaml); --verbose prints it too.
+
+    MLflow, S3 and ZenML come from the flags, then the config (registry.tracking_uri,
+    storage.endpoint_url), then the environment (MLFLOW_TRACKING_URI, AWS_*, ZENML_STORE_URL and
+    ZENML_STORE_API_KEY), then the servers of `trs-pose services up`. With --no-local-services the
+    last is skipped, so the ZenML variables are required.
     """
-    from components.services.reachability import require_pipeline_services
-    from pipelines.runner import use_local_services
-    from pipelines.zenml_stack import zenml_endpoint
+    from components.services.resolution import resolve_servers
 
     if resume is not None and run_name is not None:
         raise click.UsageError("--resume continues an existing run under its own name; drop --run-name")
@@ -122,30 +158,44 @@ def run(
         from components.data.prepare import check_before_run
 
         check_before_run(cfg.data)
-    if not no_local_services:
-        cfg = use_local_services(cfg)
-    if given:  # a resume without a config checks the run's own endpoints as it reads them
-        require_pipeline_services(cfg.registry.tracking_uri, cfg.storage.endpoint_url)
-    zenml_endpoint(allow_local=not no_local_services)  # a run that would leave no record never starts
+    servers = resolve_servers(
+        cfg if given else None,
+        tracking_uri=tracking_uri,
+        endpoint_url=endpoint_url,
+        zenml_url=zenml_url,
+        use_local=not no_local_services,
+    )
+    # a server that is named but does not answer first; then what is missing: a run that would leave no
+    # record in the lineage never starts. A resume without a config uses the run's own endpoints.
+    servers.probe(mlflow=given, s3=given, zenml=True)
+    servers.zenml_endpoint()
     if given:
-        click.echo(cfg.to_yaml())
+        servers.tracking_uri()
+        servers.require_s3_key("a pipeline run (its lease, split, checkpoints and ZenML artifacts)")
+        cfg = servers.apply(cfg)
+        if verbose:
+            click.echo(cfg.to_yaml())
     started = time.monotonic()
-    summary = _run_or_explain(cfg if given else None, run_name, resume)
+    summary = _run_or_explain(cfg if given else None, run_name, resume, servers)
     _print_summary(summary, cfg, time.monotonic() - started)
 
 
 @click.command()
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a demo config field.")
-def demo(overrides: tuple[str, ...]) -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Also print the full resolved config before the run.")
+def demo(overrides: tuple[str, ...], verbose: bool) -> None:
     """The README's demo: start the services, make synthetic people, run the pipeline on a CPU budget."""
     from components.services.manager import services_up
-    from pipelines.runner import use_local_services
+    from components.services.resolution import resolve_servers
 
     started = time.monotonic()
     cfg = resolve_config(str(DEMO_CONFIG), overrides)  # a bad --set fails before any server starts
     endpoints = services_up()
     click.echo(f"services: {endpoints}")
-    cfg = use_local_services(cfg)
-    summary = _run_or_explain(cfg, None)
+    servers = resolve_servers(cfg)
+    cfg = servers.apply(cfg)
+    if verbose:
+        click.echo(cfg.to_yaml())
+    summary = _run_or_explain(cfg, None, None, servers)
     _print_summary(summary, cfg, time.monotonic() - started)
     click.echo("Stop the servers with `trs-pose services down` (or `make services-down`).")

@@ -25,9 +25,9 @@ def services() -> None:
 
 
 def _print_status(state_dir: Path | None) -> None:
-    from rich.console import Console
     from rich.table import Table
 
+    from cli.tables import print_table
     from components.services.manager import services_status
 
     table = Table(title="trs-pose services")
@@ -36,7 +36,7 @@ def _print_status(state_dir: Path | None) -> None:
     for row in services_status(state_dir):
         colour = "green" if row.state == "running" else "red" if row.state == "unhealthy" else "yellow"
         table.add_row(row.name, f"[{colour}]{row.state}[/{colour}]", str(row.pid or "-"), row.url or "-", str(row.log))
-    Console().print(table)
+    print_table(table)
 
 
 @services.command()
@@ -79,9 +79,11 @@ def status(state_dir: Path | None) -> None:
 @state_dir_option
 @click.option("--with-credentials", is_flag=True, help="Also print the S3 key pair (for `eval`; keep it out of logs).")
 def env(state_dir: Path | None, with_credentials: bool) -> None:
-    """Print `export` lines that point MLflow, ZenML and boto3 clients at the running services.
+    """Print `export` lines that point MLflow, ZenML and boto3 clients at the running services (and
+    keep MLflow's model downloads from printing a progress line a file).
 
-    Use as: eval "$(trs-pose services env --with-credentials)"
+    Use as: eval "$(trs-pose services env --with-credentials)". Without --with-credentials, trs-pose
+    commands still find the keys in the state folder; other clients (boto3, `zenml`) need them.
     """
     import shlex
 
@@ -92,7 +94,11 @@ def env(state_dir: Path | None, with_credentials: bool) -> None:
         running = local_services(state_dir)
     except ServiceError as exc:
         raise click.ClickException(str(exc)) from exc
-    variables = {"MLFLOW_TRACKING_URI": running.tracking_uri, **running.s3.environment()}
+    variables = {
+        "MLFLOW_TRACKING_URI": running.tracking_uri,
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+        **running.s3.environment(),
+    }
     if running.zenml is not None:
         variables.update(running.zenml.environment())
     secret = {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "ZENML_STORE_API_KEY"}

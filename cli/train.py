@@ -147,17 +147,17 @@ def last_metrics(history: list[dict[str, float]]) -> dict[str, float]:
 
 
 def print_summary(result: Any, cfg: Any) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from cli.tables import print_table
 
     table = Table(title=f"{cfg.name}: {cfg.train.method}, {result.step} iterations")
     table.add_column("metric")
     table.add_column("last value", justify="right")
     for name, value in last_metrics(result.history).items():
         table.add_row(name, f"{value:.4g}")
-    console = Console()
-    console.print(table)
-    console.print(f"checkpoint: {result.checkpoint_uri}")
+    print_table(table)
+    click.echo(f"checkpoint: {result.checkpoint_uri}")
 
 
 @click.command()

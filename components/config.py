@@ -6,10 +6,11 @@ path of the offending field instead of silently training with a default.
 
 from __future__ import annotations
 
+import json
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -520,13 +521,29 @@ class ConfigError(TrsPoseError, ValueError):
     """A config file or override that does not validate; the message names the file and field."""
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """YAML as people write numbers: PyYAML follows YAML 1.1, where `1e3` (no dot) is a string; YAML 1.2
+    reads it as a float, and so do we (`--set train.iterations=1e3` is 1000)."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=ConfigLoader)  # a SafeLoader: plain data only
+
+
 def parse_override(override: str) -> tuple[list[str], Any]:
     """`train.iterations=200` -> (["train", "iterations"], 200); the value is parsed as YAML."""
     key, sep, raw = override.partition("=")
     if not sep or not key.strip() or any(not part.strip() for part in key.split(".")):
         raise ConfigError(f"--set {override!r}: not of the form section.field=value")
     try:
-        value = yaml.safe_load(raw)
+        value = parse_yaml(raw)
     except yaml.YAMLError as exc:
         problem = getattr(exc, "problem", None) or "unparsable"
         raise ConfigError(f"--set {override!r}: the value is not valid YAML ({problem}); quote it as a string") from exc
@@ -553,7 +570,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if path is not None:
         source = str(path)
         try:
-            loaded = yaml.safe_load(Path(path).read_text())
+            loaded = parse_yaml(Path(path).read_text())
         except FileNotFoundError as exc:
             raise ConfigError(f"{source}: config file not found") from exc
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -585,5 +602,36 @@ def _blame(exc: ValidationError, source: str, overrides: list[str]) -> str:
             path = [part.strip() for part in override.partition("=")[0].split(".")]
             if loc[: len(path)] == path or path[: len(loc)] == loc and loc:
                 where = f"--set {override!r}"
-        problems.append(f"{where}: {'.'.join(loc) or '<root>'}: {err['msg']}")
+        hint = _list_hint(loc, err) if err["type"] in {"tuple_type", "list_type"} else ""
+        problems.append(f"{where}: {'.'.join(loc) or '<root>'}: {err['msg']}{hint}")
     return "; ".join(problems)
+
+
+def _list_hint(loc: list[str], err: Any) -> str:
+    """How to write a list value: the user's own numbers in brackets (`128x96` -> `[128, 96]`), else the
+    field's default."""
+    numbers = re.findall(r"-?\d+(?:\.\d+)?", err["input"]) if isinstance(err.get("input"), str) else []
+    example = f"[{', '.join(numbers)}]" if len(numbers) > 1 else None
+    if example is None:
+        default = _default_of(loc)
+        if not isinstance(default, tuple | list):
+            return ""
+        example = json.dumps(list(default))
+    return f"; write it as a YAML list, such as {example}"
+
+
+def _is_section(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _default_of(loc: list[str]) -> Any:
+    """The default of the config field at `loc`, or None when `loc` is not a plain field path."""
+    model: Any = ExperimentConfig
+    for part in loc[:-1]:
+        field = getattr(model, "model_fields", {}).get(part)
+        sections = [t for t in get_args(field.annotation) or [field.annotation] if _is_section(t)] if field else []
+        if not sections:
+            return None
+        model = sections[0]
+    field = getattr(model, "model_fields", {}).get(loc[-1]) if loc else None
+    return None if field is None else field.get_default(call_default_factory=True)

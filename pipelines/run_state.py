@@ -11,8 +11,10 @@ is marked failed in ZenML and MLflow when it is listed, resumed, or when a new r
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
+from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,12 +39,32 @@ class RunRefused(TrsPoseError, RuntimeError):
     """A run or resume that must not start; the message is the one line the user sees."""
 
 
+BEFORE_TRAINING = ("ingest_data", "validate_data", "split_data")
+DATA_LOCATION = ("data.root", "data.train_split", "data.val_split")  # may change while nothing was trained
+DETAIL_LINES = 8  # of a failed step's error message, after its first line
+
+
+@dataclass(frozen=True)
+class StepFailure:
+    """How a run failed: `step X failed: Kind: message` and what followed the message's first line
+    (a failed validation's violations and report)."""
+
+    line: str
+    details: tuple[str, ...] = ()
+    step: str | None = None
+
+    @property
+    def before_training(self) -> bool:
+        return self.step in BEFORE_TRAINING
+
+
 class RunFailed(TrsPoseError, RuntimeError):
     """A step failed; the message names it and its error. The traceback stays with the step run on
     the ZenML server (`trs-pose runs show RUN`), which has it even when the artifact store is down."""
 
-    def __init__(self, message: str, run_name: str) -> None:
-        super().__init__(message)
+    def __init__(self, failure: StepFailure, run_name: str) -> None:
+        super().__init__(failure.line)
+        self.failure = failure
         self.run_name = run_name
 
 
@@ -71,14 +93,15 @@ def step_states(run_name: str) -> list[StepState]:
     return states
 
 
-def failure_line(run_name: str) -> str:
-    """`step X failed: Error: message` for the first failed step of the run, from ZenML's record."""
+def first_failure(run_name: str) -> StepFailure:
+    """The first failed step of the run and its error, from ZenML's record."""
     for step in step_states(run_name):
         if step.status == "failed":
-            return (
-                f"step {step.name} failed: {step.error.splitlines()[0]}" if step.error else f"step {step.name} failed"
-            )
-    return f"run {run_name} failed"
+            if not step.error:
+                return StepFailure(f"step {step.name} failed", (), step.name)
+            head, *rest = [line.rstrip() for line in step.error.splitlines() if line.strip()]
+            return StepFailure(f"step {step.name} failed: {head}", tuple(rest[:DETAIL_LINES]), step.name)
+    return StepFailure(f"run {run_name} failed")
 
 
 @dataclass(frozen=True)
@@ -127,12 +150,13 @@ def _in_flight(run: Any) -> bool:
 
 
 def lease_state(cfg: ExperimentConfig) -> str:
-    """ "alive", "dead" (no lease, or expired) or "unknown" (the store cannot be reached)."""
+    """ "alive", "dead" (no lease, expired, or held by a process of this host that is gone) or
+    "unknown" (the store cannot be reached)."""
     try:
         record = run_lease(cfg, "probe").current()
     except (BotoCoreError, ClientError):
         return "unknown"
-    return "alive" if record is not None and record.expires_at > time.time() else "dead"
+    return "alive" if record is not None and record.is_live(time.time()) else "dead"
 
 
 def _mark_mlflow_runs_failed(cfg: ExperimentConfig) -> None:
@@ -205,30 +229,53 @@ def list_runs(limit: int = 50) -> list[RunState]:
 
 
 def refuse_existing_name(run_name: str) -> None:
-    """A new run may not take the name of an existing one."""
+    """A new run may not take the name of an existing one; the refusal says what became of it."""
     from zenml.client import Client
 
     try:
-        existing = Client().get_pipeline_run(run_name, hydrate=False)
+        existing = Client().get_pipeline_run(run_name, allow_name_prefix_match=False, hydrate=False)
     except KeyError:
         return
-    raise RunRefused(
-        f"a pipeline run named {run_name!r} already exists ({existing.status}); "
-        f"continue it with `trs-pose run --resume {run_name}` or choose another --run-name"
+    attempts: list[Any] = []
+    with suppress(KeyError):  # a resumption whose first attempt is gone has no family to ask
+        attempts = family(run_name)
+    completed_by = [run.name for run in attempts if run.name != run_name and str(run.status) == "completed"]
+    if str(existing.status) != "completed" and completed_by:
+        raise RunRefused(
+            f"a pipeline run named {run_name!r} already exists: it {existing.status} and its resumption "
+            f"{completed_by[-1]!r} completed it; choose another --run-name"
+        )
+    advice = (
+        "choose another --run-name"
+        if str(existing.status) == "completed"
+        else f"continue it with `trs-pose run --resume {run_name}` or choose another --run-name"
     )
+    raise RunRefused(f"a pipeline run named {run_name!r} already exists ({existing.status}); {advice}")
 
 
-def config_differences(stored: ExperimentConfig, given: ExperimentConfig) -> list[str]:
-    """`section.field: run X, given Y` for every leaf that differs."""
-    from components.registry.run_logging import flatten_params
+_ABSENT = object()
 
-    old = flatten_params(stored.model_dump(mode="json"))
-    new = flatten_params(given.model_dump(mode="json"))
-    return [
-        f"{key}: run {old.get(key)}, given {new.get(key)}"
-        for key in sorted(set(old) | set(new))
-        if old.get(key) != new.get(key)
-    ]
+
+def _differing(old: Any, new: Any, path: str = "") -> Iterator[tuple[str, Any, Any]]:
+    """(dotted field, run's value, given value) for every field that differs; a section on one side and
+    null on the other is one difference, named by the section."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        for key in sorted(set(old) | set(new)):
+            yield from _differing(old.get(key, _ABSENT), new.get(key, _ABSENT), f"{path}.{key}" if path else key)
+    elif old != new:
+        yield path, old, new
+
+
+def _shown(value: Any) -> str:
+    return "(absent)" if value is _ABSENT else json.dumps(value)
+
+
+def config_differences(stored: ExperimentConfig, given: ExperimentConfig) -> dict[str, str]:
+    """`section.field` -> `run X, given Y` (values as JSON) for exactly the fields that differ."""
+    return {
+        path: f"run {_shown(old)}, given {_shown(new)}"
+        for path, old, new in _differing(stored.model_dump(mode="json"), given.model_dump(mode="json"))
+    }
 
 
 def family(run_name: str) -> list[Any]:
@@ -237,7 +284,7 @@ def family(run_name: str) -> list[Any]:
 
     root = lineage_root(run_name)
     client = Client()
-    runs = [client.get_pipeline_run(root, hydrate=True)]
+    runs = [client.get_pipeline_run(root, allow_name_prefix_match=False, hydrate=True)]
     resumed = client.list_pipeline_runs(name=f"startswith:{root}{RESUME_MARK}", size=100, hydrate=True)
     runs += sorted((r for r in resumed if lineage_root(r.name) == root), key=lambda r: r.created)
     return runs
@@ -265,6 +312,38 @@ class Resumption:
     config: ExperimentConfig
     run_name: str  # the new attempt's name
     lease: S3Lease  # held: released by the caller when the attempt ends
+    from_start: bool = False  # nothing was trained and the data location changed: run every step again
+
+
+def trained(attempts: list[Any]) -> bool:
+    """Whether any attempt of the run started training (so its checkpoints belong to its data); a step
+    that never ran, skipped after an earlier one failed, does not count."""
+    for attempt in attempts:
+        step = attempt.steps.get("train_model")
+        if step is not None and getattr(step, "start_time", None) is not None:
+            return True
+    return False
+
+
+def check_resume_config(run_name: str, stored: ExperimentConfig, given: ExperimentConfig, attempts: list[Any]) -> bool:
+    """Refuse a `given` config that differs from the run's; True when only the data location differs and
+    nothing was trained, so the run starts again from ingest on the corrected data."""
+    checkpoint = given.train.checkpoint.model_copy(update={"dir": stored.train.checkpoint.dir})
+    pinned = given.model_copy(update={"train": given.train.model_copy(update={"checkpoint": checkpoint})})
+    differences = config_differences(stored, pinned)
+    if not differences:
+        return False
+    shown = "; ".join(f"{key}: {text}" for key, text in list(differences.items())[:5])
+    shown += f"; and {len(differences) - 5} more" if len(differences) > 5 else ""
+    if set(differences) <= set(DATA_LOCATION):
+        if not trained(attempts):
+            return True
+        raise RunRefused(
+            f"run {run_name!r} trained on its data already; its data location cannot change ({shown}). "
+            "Start a new run with the corrected data; nothing resumed"
+        )
+    allowed = "" if trained(attempts) else f" (only {', '.join(DATA_LOCATION)} may change before training)"
+    raise RunRefused(f"run {run_name!r} was started with another config ({shown}){allowed}; nothing resumed")
 
 
 def prepare_resume(run_name: str, given: ExperimentConfig | None) -> Resumption:
@@ -272,7 +351,7 @@ def prepare_resume(run_name: str, given: ExperimentConfig | None) -> Resumption:
     from zenml.client import Client
 
     try:
-        Client().get_pipeline_run(run_name, hydrate=False)
+        Client().get_pipeline_run(run_name, allow_name_prefix_match=False, hydrate=False)
         attempts = family(run_name)
     except KeyError:
         raise RunRefused(f"no pipeline run named {run_name!r}; `trs-pose runs list` shows the runs") from None
@@ -283,20 +362,11 @@ def prepare_resume(run_name: str, given: ExperimentConfig | None) -> Resumption:
     stored = stored_config(latest)
     if stored is None:
         raise RunRefused(f"run {run_name!r} has no stored config; it was not started by trs-pose")
-    if given is not None:
-        pinned = given.model_copy(
-            update={
-                "train": given.train.model_copy(
-                    update={
-                        "checkpoint": given.train.checkpoint.model_copy(update={"dir": stored.train.checkpoint.dir})
-                    }
-                )
-            }
-        )
-        differences = config_differences(stored, pinned)
-        if differences:
-            shown = "; ".join(differences[:5]) + (f"; and {len(differences) - 5} more" if len(differences) > 5 else "")
-            raise RunRefused(f"run {run_name!r} was started with another config ({shown}); nothing resumed")
+    from_start = given is not None and check_resume_config(run_name, stored, given, attempts)
+    config = stored
+    if from_start:
+        assert given is not None
+        config = stored.model_copy(update={"data": given.data})
     lease = run_lease(stored, f"{lineage_root(run_name)} (resuming)")
     holder = take_lease(lease, stored)
     if holder is not None:
@@ -307,4 +377,4 @@ def prepare_resume(run_name: str, given: ExperimentConfig | None) -> Resumption:
     _training_finished_again(latest, stored)
     number = len(attempts)
     new_name = f"{lineage_root(run_name)}{RESUME_MARK}{number}"
-    return Resumption(latest, stored, new_name, lease)
+    return Resumption(latest, config, new_name, lease, from_start)

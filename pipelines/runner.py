@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import os
-from contextlib import suppress
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import yaml
 
 from components.config import ExperimentConfig
 
+if TYPE_CHECKING:
+    from components.services.resolution import Servers
+    from pipelines.step_reports import StepReport
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ZENML_STATE_DIR = ".state/zenml"
+CONFIG_FILE = "config.yaml"
 
 
 def prepare_zenml(state_dir: str | Path = ZENML_STATE_DIR) -> None:
@@ -23,35 +31,6 @@ def prepare_zenml(state_dir: str | Path = ZENML_STATE_DIR) -> None:
     os.environ.setdefault("ZENML_LOGGING_VERBOSITY", "WARN")
     os.environ.setdefault("ZENML_ENABLE_RICH_TRACEBACK", "false")
     os.environ.setdefault("AUTO_OPEN_DASHBOARD", "false")
-
-
-def use_local_services(cfg: ExperimentConfig) -> ExperimentConfig:
-    """Point MLflow and S3 at the servers `trs-pose services up` started, unless the config or the
-    environment already names others. Credentials go to this process's environment only."""
-    if cfg.registry.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI"):
-        return cfg
-    from components.services.manager import local_services
-
-    services = local_services()
-    os.environ.setdefault("AWS_ACCESS_KEY_ID", services.s3.access_key)
-    os.environ.setdefault("AWS_SECRET_ACCESS_KEY", services.s3.secret_key)
-    os.environ.setdefault("AWS_DEFAULT_REGION", services.s3.region)
-    registry = cfg.registry.model_copy(update={"tracking_uri": services.tracking_uri})
-    storage = cfg.storage
-    if storage.endpoint_url is None:
-        storage = storage.model_copy(update={"endpoint_url": services.s3.endpoint_url, "bucket": services.s3.bucket})
-        os.environ.setdefault("AWS_ENDPOINT_URL_S3", services.s3.endpoint_url)
-    return cfg.model_copy(update={"registry": registry, "storage": storage})
-
-
-def local_credentials() -> None:
-    """The local services' S3 key in this process's environment, when no other is set and they are up."""
-    from components.services.process import ServiceError
-
-    if os.environ.get("AWS_ACCESS_KEY_ID"):
-        return
-    with suppress(ServiceError, OSError):
-        use_local_services(ExperimentConfig())
 
 
 @dataclass(frozen=True)
@@ -71,12 +50,17 @@ def per_run_checkpoints(cfg: ExperimentConfig, run_name: str) -> ExperimentConfi
     return cfg.model_copy(update={"train": train})
 
 
-def connect_zenml() -> None:
-    """This process's ZenML client, connected to the server (pipelines/zenml_stack.py)."""
-    from pipelines.zenml_stack import connect, zenml_endpoint
+def connect_zenml(servers: Servers) -> None:
+    """This process's ZenML client on the resolved server (checked to answer first, so a server that is
+    down fails in seconds instead of retrying for half a minute), with the resolved S3 key in the
+    environment for the artifact store and the run leases."""
+    from pipelines.zenml_stack import connect
 
+    endpoint = servers.zenml_endpoint()
+    servers.probe(zenml=True)
+    servers.export()
     prepare_zenml()
-    connect(zenml_endpoint())
+    connect(endpoint)
 
 
 def activate_run_stack(cfg: ExperimentConfig) -> str:
@@ -88,22 +72,32 @@ def activate_run_stack(cfg: ExperimentConfig) -> str:
     return activate_s3_stack(cfg.storage.bucket, endpoint, cfg.storage.region)
 
 
-def run_training_pipeline(cfg: ExperimentConfig, run_name: str | None = None) -> RunSummary:
-    """Run `training` on the ZenML server's S3 stack (local orchestrator) and load its outputs."""
-    connect_zenml()
+def write_run_config(cfg: ExperimentConfig, run_name: str) -> Path:
+    """The run's full resolved config in its run folder (MLflow gets the same at the train step)."""
+    from components.registry.run_logging import redact
+    from steps.context import run_folder
+
+    path = run_folder(cfg, run_name) / CONFIG_FILE
+    path.write_text(yaml.safe_dump(redact(cfg.model_dump(mode="json")), sort_keys=False))
+    return path
+
+
+def run_training_pipeline(
+    cfg: ExperimentConfig,
+    run_name: str | None = None,
+    servers: Servers | None = None,
+    on_step: Callable[[StepReport], None] | None = None,
+) -> RunSummary:
+    """Run `training` on the ZenML server's S3 stack (local orchestrator) and load its outputs;
+    `on_step` gets each step's outputs as it ends."""
+    from components.services.resolution import resolve_servers
+
+    connect_zenml(servers or resolve_servers(cfg))
     activate_run_stack(cfg)
     from zenml.utils import source_utils
 
     source_utils.set_custom_source_root(str(REPO_ROOT))
-    from pipelines.run_state import (
-        RunFailed,
-        RunRefused,
-        failure_line,
-        mark_stale_runs,
-        refuse_existing_name,
-        run_lease,
-        take_lease,
-    )
+    from pipelines.run_state import RunRefused, mark_stale_runs, refuse_existing_name, run_lease, take_lease
     from pipelines.training import training
 
     name = run_name or f"{cfg.name}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -114,41 +108,69 @@ def run_training_pipeline(cfg: ExperimentConfig, run_name: str | None = None) ->
     holder = take_lease(lease, resolved)
     if holder is not None:
         raise RunRefused(f"{resolved.train.checkpoint.dir} is in use by {holder}; choose another --run-name")
-    with lease.kept():
-        try:
-            training.with_options(run_name=name)(config=resolved.model_dump(mode="json"))
-        except RuntimeError as exc:
-            raise RunFailed(failure_line(name), name) from exc
+    write_run_config(resolved, name)
+    with lease.kept(), _reporting(name, on_step):
+        _explained(name, lambda: training.with_options(run_name=name)(config=resolved.model_dump(mode="json")))
     return summarize_run(name)
 
 
-def resume_training_pipeline(run_name: str, cfg: ExperimentConfig | None = None) -> RunSummary:
+def resume_training_pipeline(
+    run_name: str,
+    cfg: ExperimentConfig | None = None,
+    servers: Servers | None = None,
+    on_step: Callable[[StepReport], None] | None = None,
+) -> RunSummary:
     """Continue a failed or silently dead run: its successful steps are reused (ZenML replay),
-    training resumes from its last checkpoint. `cfg`, when given, must equal the run's config."""
-    connect_zenml()
+    training resumes from its last checkpoint. `cfg`, when given, must equal the run's config, except
+    for the data location of a run that failed before training, which then runs again from ingest."""
+    from components.services.resolution import resolve_servers
+
+    connect_zenml(servers or resolve_servers(cfg))
     from zenml.utils import source_utils
 
     source_utils.set_custom_source_root(str(REPO_ROOT))
-    from pipelines.run_state import RunFailed, failure_line, prepare_resume
+    from pipelines.run_state import prepare_resume
     from pipelines.training import training
 
     resumption = prepare_resume(run_name, cfg)
     activate_run_stack(resumption.config)  # the stack on the run's own bucket
-    with resumption.lease.kept():
-        try:
-            training.with_options(run_name=resumption.run_name).replay(
-                pipeline_run=resumption.latest.id, skip_successful_steps=True
+    name = resumption.run_name
+    write_run_config(resumption.config, name)
+    with resumption.lease.kept(), _reporting(name, on_step):
+        if resumption.from_start:
+            config = resumption.config.model_dump(mode="json")
+            _explained(name, lambda: training.with_options(run_name=name)(config=config))
+        else:
+            _explained(
+                name,
+                lambda: training.with_options(run_name=name).replay(
+                    pipeline_run=resumption.latest.id, skip_successful_steps=True
+                ),
             )
-        except RuntimeError as exc:
-            raise RunFailed(failure_line(resumption.run_name), resumption.run_name) from exc
-    return summarize_run(resumption.run_name)
+    return summarize_run(name)
+
+
+def _reporting(run_name: str, on_step: Callable[[StepReport], None] | None) -> AbstractContextManager[None]:
+    from pipelines.step_reports import reporting_steps
+
+    return nullcontext() if on_step is None else reporting_steps(run_name, on_step)
+
+
+def _explained(run_name: str, execute: Callable[[], object]) -> None:
+    """A failed step becomes RunFailed naming it and its error (ZenML raises a bare RuntimeError)."""
+    from pipelines.run_state import RunFailed, first_failure
+
+    try:
+        execute()
+    except RuntimeError as exc:
+        raise RunFailed(first_failure(run_name), run_name) from exc
 
 
 def summarize_run(run_name: str) -> RunSummary:
     from zenml.client import Client
     from zenml.utils.dashboard_utils import get_run_url
 
-    run = Client().get_pipeline_run(run_name)
+    run = Client().get_pipeline_run(run_name, allow_name_prefix_match=False)
     outputs: dict[str, Any] = {}
     for step_run in run.steps.values():
         for name, artifacts in step_run.outputs.items():

@@ -13,38 +13,18 @@ import json
 import os
 from typing import Any
 
-from components.services.process import ServiceError
-from components.services.zenml_server import STORE_API_KEY_ENV, STORE_URL_ENV, ZenMLEndpoint
+from components.services.zenml_server import ZenMLEndpoint
 
 ARTIFACTS_PREFIX = "zenml"
 
 
 def zenml_endpoint(allow_local: bool = True) -> ZenMLEndpoint:
-    """The server from the environment, else (when allowed) the local services' one, whose key is
-    also used when only its URL is exported (`services env` without --with-credentials); one clear
-    line naming what is missing otherwise."""
-    url, key = os.environ.get(STORE_URL_ENV), os.environ.get(STORE_API_KEY_ENV)
-    if url and key:
-        return ZenMLEndpoint(url, key)
-    local = _local_zenml() if allow_local else None
-    if local is not None and url in (None, local.url):
-        return local
-    if url or not allow_local:
-        missing = [name for name, value in ((STORE_URL_ENV, url), (STORE_API_KEY_ENV, key)) if not value]
-        raise ServiceError(
-            f"{' and '.join(missing)} not set: every run records into a ZenML server "
-            "(in Kubernetes: the Secret named by backend.kubernetes.zenml_secret, with both keys)"
-        )
-    raise ServiceError(f"no ZenML server: run `trs-pose services up`, or set {STORE_URL_ENV} and {STORE_API_KEY_ENV}")
+    """The server from the environment, else (when allowed) the local services' one, whose key also
+    completes its bare URL (`services env` without --with-credentials); one clear line naming what is
+    missing otherwise (components/services/resolution.py decides, as for every command)."""
+    from components.services.resolution import resolve_servers
 
-
-def _local_zenml() -> ZenMLEndpoint | None:
-    from components.services.manager import local_services
-
-    try:
-        return local_services(require_mlflow=False).zenml
-    except ServiceError:
-        return None
+    return resolve_servers(use_local=allow_local).zenml_endpoint()
 
 
 def connect(endpoint: ZenMLEndpoint) -> None:

@@ -23,6 +23,8 @@ class DatasetArtifact(BaseModel):
     def unlabeled_pool(self) -> UnlabeledPool | None:
         return UnlabeledPool.from_dict(self.pool) if self.pool is not None else None
 
+    counts: dict[str, dict[str, int] | None] = {}  # train/val -> images and people it lists (None: unreadable)
+
 
 class ValidationArtifact(BaseModel):
     ok: bool
@@ -78,6 +80,7 @@ class TrainingArtifact(BaseModel):
     step: int
     mlflow_run_id: str
     history_file: str
+    seconds: float | None = None  # wall time of the train step
 
 
 class MetricsArtifact(BaseModel):

@@ -33,7 +33,12 @@ def beside_entry(ingested: str | Path, kind: str, settings: str) -> Path:
     return entry.parent / kind / f"{entry.name}-{settings}"
 
 
-def run_dir(cfg: ExperimentConfig) -> Path:
-    path = Path("runs") / cfg.name / run_name()
+def run_folder(cfg: ExperimentConfig, name: str) -> Path:
+    """runs/<config name>/<run name>: the run's config, figures and results on this machine."""
+    path = Path("runs") / cfg.name / name
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def run_dir(cfg: ExperimentConfig) -> Path:
+    return run_folder(cfg, run_name())

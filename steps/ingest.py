@@ -7,6 +7,7 @@ from typing import Annotated
 
 from zenml import step
 
+from components.data.coco_json import count_records
 from components.data.prepare import prepare_dataset
 from steps.artifacts import DatasetArtifact
 from steps.context import experiment_config
@@ -23,4 +24,5 @@ def ingest_data(config: dict) -> Annotated[DatasetArtifact, "dataset"]:
         val_images=str(data.val_images),
         fingerprints=data.fingerprints,
         pool=data.pool.as_dict() if data.pool is not None else None,
+        counts={"train": count_records(data.train_ann), "val": count_records(data.val_ann)},
     )

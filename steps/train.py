@@ -5,6 +5,8 @@ A pod trains on this run's split: it is published to S3 and the pod gets its URI
 from __future__ import annotations
 
 import json
+import sys
+import time
 from typing import Annotated
 
 from zenml import step
@@ -18,6 +20,7 @@ from steps.context import experiment_config, run_dir, run_name
 
 @step(enable_cache=False)
 def train_model(split: SplitArtifact, config: dict) -> Annotated[TrainingArtifact, "training"]:
+    started = time.monotonic()
     name = run_name()
     cfg = experiment_config(config)
     history_file = run_dir(cfg) / "history.json"
@@ -39,9 +42,13 @@ def train_model(split: SplitArtifact, config: dict) -> Annotated[TrainingArtifac
         else:
             from components.engine.trainer import train
 
-            result = train(cfg, split.files(), logger=logger)
+            result = train(cfg, split.files(), logger=logger, progress=sys.stderr.isatty())  # no bar in logs
             checkpoint_uri, step, history = result.checkpoint_uri, result.step, result.history
         history_file.write_text(json.dumps(history))
     return TrainingArtifact(
-        checkpoint_uri=checkpoint_uri, step=step, mlflow_run_id=mlflow_run_id, history_file=str(history_file)
+        checkpoint_uri=checkpoint_uri,
+        step=step,
+        mlflow_run_id=mlflow_run_id,
+        history_file=str(history_file),
+        seconds=time.monotonic() - started,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import Annotated
 
 from zenml import save_artifact, step
@@ -16,7 +17,8 @@ from components.errors import TrsPoseError
 from steps.artifacts import DatasetArtifact, ValidationArtifact
 from steps.context import beside_entry
 
-SHOWN = 200
+SHOWN = 200  # violations kept in the artifact
+SHOWN_VIOLATIONS = 5  # printed on the failure line
 
 
 class DataValidationError(TrsPoseError, RuntimeError):
@@ -79,9 +81,22 @@ def validate_data(
         )
     if not summary.ok:
         save_artifact(summary, name="failed_validation_report")
-        shown = "\n".join(summary.violations[:20])
-        raise DataValidationError(
-            f"{summary.num_violations} validation rule(s) broken; nothing was trained or registered. "
-            f"Full report: {report_dir}\n{shown}"
-        )
+        reports_failed = [r.report_path for r in reports if not r.ok]
+        if skipped and unlabeled.on_error == "fail" and checked is not None:
+            reports_failed.append(checked.index)
+        raise DataValidationError(failure_message(summary, reports_failed))
     return summary
+
+
+def failure_message(summary: ValidationArtifact, report_paths: list[Path | None]) -> str:
+    """The count on the first line; then the first violations (file: record: [rule] message) and the
+    reports that list them all, one a line."""
+    shown = summary.violations[:SHOWN_VIOLATIONS]
+    more = summary.num_violations - len(shown)
+    lines = [
+        f"{summary.num_violations} validation rule violation(s) in the data",
+        *shown,
+        *([f"... and {more} more"] if more > 0 else []),
+        *(f"full report: {path}" for path in report_paths if path is not None),
+    ]
+    return "\n".join(lines)

@@ -20,6 +20,7 @@ and registered-model names (`unique_name`).
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -44,6 +45,30 @@ TEST_BUCKET = "trs-pose"  # the config default (storage.bucket), so configs need
 def unique_name(prefix: str) -> str:
     """A name no other test in the session uses: for experiments, models and key prefixes."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def record_local_services(
+    state_dir: Path, s3: S3Endpoint, tracking_uri: str, zenml: ZenMLEndpoint | None = None
+) -> Path:
+    """A services state folder naming these servers, as `trs-pose services up` records its own: the
+    session's servers then stand for the local services (TRS_POSE_STATE_DIR=state_dir), with no
+    second set started. Secrets go to owner-only files, as `up` writes them."""
+    from components.services.manager import ENDPOINTS_FILE
+    from components.services.seaweedfs import CREDENTIALS_FILE, write_private
+    from components.services.zenml_server import CREDENTIALS_FILE as ZENML_CREDENTIALS_FILE
+
+    state_dir.mkdir(parents=True, exist_ok=True)
+    endpoints: dict[str, Any] = {
+        "seaweedfs": {"endpoint_url": s3.endpoint_url, "bucket": s3.bucket},
+        "mlflow": {"tracking_uri": tracking_uri},
+    }
+    write_private(state_dir / CREDENTIALS_FILE, json.dumps({"access_key": s3.access_key, "secret_key": s3.secret_key}))
+    if zenml is not None:
+        endpoints["zenml"] = {"url": zenml.url}
+        keys = {"admin_user": "admin", "admin_password": "-", "jwt_secret": "-", "api_key": zenml.api_key}
+        write_private(state_dir / ZENML_CREDENTIALS_FILE, json.dumps(keys))
+    (state_dir / ENDPOINTS_FILE).write_text(json.dumps(endpoints))
+    return state_dir
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,37 @@ def test_a_wrong_set_value_is_blamed_on_the_override_not_the_file() -> None:
     assert "--set 'train.lr=-1': train.lr" in both and "--set 'name=two words': name" in both
 
 
+def test_a_set_value_is_read_as_people_write_it_or_the_form_is_shown(tiny: dict[str, Path]) -> None:
+    """`1e3` is a number (YAML 1.2); a list written another way gets the form to use."""
+    assert load_config(None, ["train.iterations=1e3", "train.lr=2e-3"]).train.iterations == 1000
+    assert invoke(["k8s", "render", "--set", "train.iterations=1e3"]).exit_code == 0
+    assert_one_line(invoke(["k8s", "render", "--set", "train.iterations=1.5e-1"]), 2, "train.iterations", "integer")
+    shaped = invoke(["k8s", "render", "--set", "input.image_size=128x96"])
+    assert_one_line(shaped, 2, "--set 'input.image_size=128x96'", "write it as a YAML list, such as [128, 96]")
+
+
+def test_one_box_without_its_outer_brackets_is_named_as_such(tiny: dict[str, Path]) -> None:
+    result = invoke(
+        ["predict", "--checkpoint", tiny["checkpoint"], "--image", tiny["image"], "--boxes", "[17,43,30,50]"]
+    )
+    assert_one_line(result, 2, "boxes are a list of [x, y, w, h] boxes", "write [[17, 43, 30, 50]]")
+
+
+def test_a_missing_s3_key_is_named_wherever_boto3_finds_out() -> None:
+    from botocore.exceptions import NoCredentialsError
+
+    from cli.errors import user_error
+
+    error = user_error(NoCredentialsError())
+    assert error.exit_code == 1 and "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in error.message
+    assert "internal error" not in error.message
+
+
+def test_a_malformed_version_is_a_usage_error_before_any_server() -> None:
+    result = invoke(["models", "promote", "v1", "--tracking-uri", UNREACHABLE])
+    assert_one_line(result, 2, "'v1' is not a version number")
+
+
 def test_train_on_a_checkpoint_dir_of_another_model_is_one_line(tiny: dict[str, Path], tmp_path: Path) -> None:
     other = tiny_config(tmp_path / "ckpt", method="supervised", extra=["model.deconv_channels=16"])
     save_checkpoint({"config": other.model_dump(mode="json"), "step": 2}, tmp_path / "ckpt", 2)

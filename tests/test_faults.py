@@ -185,9 +185,14 @@ def test_mlflow_down_at_registration_fails_cleanly_and_resume_registers(
         assert client.get_registered_model(model).aliases == {}, "a half-made version got an alias"
 
         started = time.monotonic()
-        summary = resume_training_pipeline(model)
+        reports: list[Any] = []
+        summary = resume_training_pipeline(model, on_step=reports.append)
         resume_s = time.monotonic() - started
         assert summary.status == "completed"
+        done = [(report.step, report.reused) for report in reports]  # what `trs-pose run` prints a line each of
+        reused = ("ingest_data", "validate_data", "split_data", "train_model", "evaluate_student")
+        assert done == [*((step, True) for step in reused), ("register_model", False), ("promote_model", False)], done
+        assert reports[-1].outputs["promotion"].promoted
         assert summary.outputs["promotion"].promoted
         versions = client.search_model_versions(f"name = '{model}'")
         assert [v.tags.get(TAG_REGISTRATION) for v in versions] == ["complete"], "the pending version stays"

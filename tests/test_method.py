@@ -77,3 +77,22 @@ def test_the_model_builder_builds_the_heads_the_spec_supervises(overrides: list[
 def test_an_unknown_method_name_is_refused():
     with pytest.raises(ValueError, match="train.method='triple'"):
         method_spec(load_config(None, TINY), "triple")
+
+
+def test_only_the_spec_reads_the_method_name():
+    """Everything else asks the spec which parts a run has; a comparison with a method's name elsewhere
+    (the training curves compared `cfg.train.method == "supervised"`) goes stale when a method is added."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    compared = re.compile(r"""\.method\s*(==|!=|in\b|not\s+in\b)|(==|!=)\s*cfg\.train\.method""")
+    offenders = [
+        f"{path.relative_to(root)}:{number}"
+        for folder in ("components", "steps", "pipelines", "cli")
+        for path in sorted((root / folder).rglob("*.py"))
+        if path != root / "components" / "method.py"
+        for number, line in enumerate(path.read_text().splitlines(), start=1)
+        if compared.search(line)
+    ]
+    assert offenders == []

@@ -67,6 +67,49 @@ def test_lease_excludes_expires_and_is_taken_over_once(s3_server) -> None:
     assert S3Lease(client, uri, "reader", ttl_s=1).current() is None
 
 
+HOLD_LEASE = """
+import sys, time
+from components.storage.lease import S3Lease
+from components.storage.s3 import S3Uri, s3_client
+lease = S3Lease(s3_client(sys.argv[1]), S3Uri(sys.argv[2], sys.argv[3]), "a run killed with -9", ttl_s=60)
+assert lease.try_acquire() is None
+print("held", flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_lease_whose_holder_on_this_host_is_gone_is_taken_at_once(s3_server) -> None:
+    """`kill -9` of a run: its lease (TTL 60 s) blocked `--resume` until it expired. A holder on this host
+    whose process is gone is dead now; one that runs, or runs elsewhere, is waited out as before."""
+    client = s3_server.client()
+    uri = S3Uri(s3_server.bucket, f"{unique_name('killed')}/run.lease")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LEASE, s3_server.endpoint_url, uri.bucket, uri.key],
+        env={**os.environ, **s3_server.environment(), "PYTHONPATH": str(REPO_ROOT)},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        alive = S3Lease(client, uri, "resume", ttl_s=60).try_acquire()
+        assert alive is not None and alive.pid == holder.pid, "a live holder keeps its lease"
+        holder.kill()  # SIGKILL: no release
+        os.waitid(os.P_PID, holder.pid, os.WEXITED | os.WNOWAIT)  # dead, and left a zombie: not reaped yet
+        started = time.monotonic()
+        resumed = S3Lease(client, uri, "resume", ttl_s=60)
+        assert resumed.try_acquire() is None and time.monotonic() - started < 5
+    finally:
+        holder.kill()
+        holder.wait()
+    resumed.release()
+
+    elsewhere = {"holder": "a run on another machine", "token": "t", "acquired_at": time.time(), "host": "elsewhere"}
+    elsewhere.update({"expires_at": time.time() + 60, "pid": holder.pid})  # that pid means nothing here
+    client.put_object(Bucket=uri.bucket, Key=uri.key, Body=json.dumps(elsewhere).encode())
+    waiting = S3Lease(client, uri, "resume", ttl_s=60).try_acquire()
+    assert waiting is not None and waiting.holder == "a run on another machine"
+
+
 def _versions(client, name: str, aps: list[float]) -> list[str]:  # type: ignore[no-untyped-def]
     """Versions carrying what `promote` reads (AP, validation set, a complete registration)."""
     from components.registry.lifecycle import TAG_AP, TAG_REGISTRATION, TAG_VAL_FINGERPRINT

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 import pytest
@@ -307,6 +308,40 @@ def test_metric_logger_writes_history(mlflow_server):
     assert client.get_metric_history(run_id, "train/bad") == []
 
 
+def test_a_version_is_logged_as_code_not_as_a_pickle(mlflow_server, tmp_path):
+    """MLflow's models-from-code: the version holds our module's file, which loading runs; no
+    CloudPickle warning at registration, no pickled model in the version."""
+    import logging
+    from pathlib import Path
+
+    import mlflow.artifacts
+
+    name = unique_name("from-code")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger("mlflow")
+    logger.addHandler(handler)
+    try:
+        registered = register_student(
+            TinyPoseNet(), tiny_config(name), {"AP": 0.3}, VAL_A, tracking_uri=mlflow_server.tracking_uri
+        )
+    finally:
+        logger.removeHandler(handler)
+    assert not [r.getMessage() for r in records if "CloudPickle" in r.getMessage()]
+    client = mlflow_server.client()
+    local = Path(
+        mlflow.artifacts.download_artifacts(
+            artifact_uri=client.get_model_version_download_uri(name, registered.version),
+            dst_path=str(tmp_path),
+            tracking_uri=mlflow_server.tracking_uri,
+        )
+    )
+    files = {path.name for path in local.iterdir()}
+    assert "model_code.py" in files and "python_model.pkl" not in files, files
+    assert "model_code_path" in (local / "MLmodel").read_text()
+
+
 def test_models_cli_lists_promotes_and_rolls_back(mlflow_server):
     from click.testing import CliRunner
 
@@ -323,14 +358,27 @@ def test_models_cli_lists_promotes_and_rolls_back(mlflow_server):
 
     assert runner.invoke(cli, ["models", "promote", versions[0], *common]).exit_code == 0
     worse = runner.invoke(cli, ["models", "promote", versions[1], *common])
-    assert worse.exit_code == 1 and "not promoted" in worse.output
+    assert worse.exit_code == 1 and worse.stdout == ""  # the decision and its reason, on stderr
+    assert worse.stderr.strip() == (
+        f"Error: {name} version {versions[1]}: not promoted (kept champion): "
+        "AP 0.2000 does not beat champion 0.3000 by more than 0.0000"
+    )
     better = runner.invoke(cli, ["models", "promote", versions[2], *common])
     assert better.exit_code == 0 and "now champion" in better.output
+    unknown = runner.invoke(cli, ["models", "promote", "99", *common])
+    assert unknown.exit_code == 1 and unknown.stderr.strip() == (
+        f"Error: {name} has no version 99; its versions are {', '.join(versions)}"
+    )
+    malformed = runner.invoke(cli, ["models", "promote", "v1", *common])
+    assert malformed.exit_code == 2 and "'v1' is not a version number" in malformed.stderr
+    assert "INVALID_PARAMETER_VALUE" not in malformed.output and "RESOURCE_DOES_NOT_EXIST" not in unknown.output
 
-    listing = runner.invoke(cli, ["models", "list", *common], env={"COLUMNS": "200"})
+    listing = runner.invoke(cli, ["models", "list", *common])  # not a terminal: nothing is cut at 80 columns
     assert listing.exit_code == 0, listing.output
     champion_line = next(line for line in listing.output.splitlines() if "champion" in line and "0.5000" in line)
     assert champion_line.split()[1] == versions[2]
+    assert "challenger" in listing.output and "…" not in listing.output
+    assert re.search(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", champion_line), champion_line
     # registered with registry.onnx=false: no model.onnx, no tag, and the ONNX column says so
     client = mlflow_server.client()
     champion = client.get_model_version(name, versions[2])

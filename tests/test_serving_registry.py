@@ -141,7 +141,7 @@ def test_scoring_server_takes_an_rgb_array(served: Served, trained_student: Trai
     ("record", "named"),
     [
         ({"image": base64.b64encode(b"not an image at all").decode()}, "row 0: image: rule 'encoded JPEG or PNG"),
-        ({"boxes": [[1, 2, 3, 4]]}, "row 0: image, pixels: rule 'give exactly one"),
+        ({"boxes": [[1, 2, 3, 4]]}, "no image column (columns given: boxes); expected columns: image"),
         ({"boxes": [[500, 10, 20, 30]]}, "row 0: boxes[0]: rule 'box overlaps the 48x64 image'"),
         ({"boxes": [[5, 10, 0, 30]]}, "row 0: boxes[0]: rule 'positive width and height'"),
         ({"boxes": [[5, 10, 20]]}, "row 0: boxes: rule '[[x, y, w, h], ...]'"),
@@ -153,13 +153,24 @@ def test_scoring_server_takes_an_rgb_array(served: Served, trained_student: Trai
 def test_bad_input_is_a_400_naming_the_input(
     served: Served, trained_student: TrainedStudent, record: dict[str, Any], named: str
 ) -> None:
-    if "image" not in record and "pixels" not in record and "image, pixels" not in named:
+    if "image" not in record and "pixels" not in record and "no image column" not in named:
         record = {"image": base64.b64encode(png_bytes(image_of(trained_student)[0])).decode(), **record}
     response = post(served.url, [record])
     assert response.status_code == 400, response.text
     message = response.json()["message"]
     assert named in message, message
     assert "Traceback" not in response.text
+
+
+def test_a_wrong_column_is_a_400_naming_the_expected_columns(served: Served, trained_student: TrainedStudent) -> None:
+    """MLflow drops the columns its signature does not name: `img` reached the model as no column at
+    all, and the answer was 200 with no predictions."""
+    image = base64.b64encode(png_bytes(image_of(trained_student)[0])).decode()
+    response = post(served.url, [{"img": image}])
+    assert response.status_code == 400, response.text
+    message = response.json()["message"]
+    assert "no image column" in message and "expected columns: image" in message and "pixels" in message, message
+    assert "boxes" in message and "scores" in message
 
 
 def test_models_list_shows_the_onnx_and_predict_reads_the_registry(

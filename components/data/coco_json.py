@@ -253,3 +253,17 @@ class CocoWriter:
             for spool in self._spools.values():
                 spool.close()
             shutil.rmtree(self._spool_dir, ignore_errors=True)
+
+
+def count_records(path: str | Path) -> dict[str, int] | None:
+    """How many images and people (annotations) a COCO file lists, read in bounded memory; None when
+    it cannot be read (validation then names the problem)."""
+    counts = {"images": 0, "people": 0}
+    key_of = {"images": "images", "annotations": "people"}
+    try:
+        for entry in iter_coco(path):
+            if entry.key in key_of:
+                counts[key_of[entry.key]] += 1 if entry.index is not None else len(entry.value or [])
+    except (OSError, CocoJsonError, TypeError):
+        return None
+    return counts

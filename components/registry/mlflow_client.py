@@ -8,7 +8,6 @@ says why.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
@@ -73,19 +72,18 @@ class MlflowClientLike(Protocol):
     ) -> ModelVersion: ...
     def get_model_version(self, name: str, version: str) -> ModelVersion: ...
     def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion: ...
+    def get_model_version_download_uri(self, name: str, version: str) -> str: ...
     def set_model_version_tag(self, name: str, version: str, key: str, value: str) -> None: ...
     def delete_model_version(self, name: str, version: str) -> None: ...
 
 
 def resolve_tracking_uri(registry_cfg: RegistryConfig) -> str:
-    """The config's URI, else $MLFLOW_TRACKING_URI, else the server `trs-pose services up` started."""
-    if registry_cfg.tracking_uri:
-        return registry_cfg.tracking_uri
-    if os.environ.get("MLFLOW_TRACKING_URI"):
-        return os.environ["MLFLOW_TRACKING_URI"]
-    from components.services.manager import local_services
+    """The config's URI, else $MLFLOW_TRACKING_URI, else the server `trs-pose services up` started
+    (components/services/resolution.py; never a store on this machine's disk)."""
+    from components.config import ExperimentConfig
+    from components.services.resolution import resolve_servers
 
-    return local_services().tracking_uri
+    return resolve_servers(ExperimentConfig(registry=registry_cfg)).tracking_uri()
 
 
 def registry_client(tracking_uri: str) -> MlflowClientLike:

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from numpy.typing import NDArray
 
 from components.config import ExperimentConfig
+from components.method import method_spec
 from components.reporting.canvas import CHALLENGER_COLOUR, MARKER_COLOUR, new_figure
 
 LOSS_TERMS: tuple[str, ...] = ("total", "sup", "sup_mfl", "cons_teacher", "cons_reviewer", "cons_mfl")
@@ -34,10 +35,10 @@ class ScheduleMarks:
 
     @classmethod
     def from_config(cls, cfg: ExperimentConfig) -> ScheduleMarks:
-        if cfg.train.method == "supervised":
+        spec = method_spec(cfg)
+        if not spec.has_teacher:  # labels only: no burn-in to end, no consistency to ramp up
             return cls()
-        consistency = cfg.train.consistency
-        return cls(consistency.burn_in_iters, consistency.burn_in_iters + consistency.rampup_iters)
+        return cls(spec.burn_in_end, spec.burn_in_end + cfg.train.consistency.rampup_iters)
 
 
 def _series(history: Sequence[Mapping[str, float]], key: str) -> tuple[NDArray[np.float64], NDArray[np.float64]]:

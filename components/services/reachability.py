@@ -7,7 +7,6 @@ tells a user at once which URL is wrong and what to check.
 
 from __future__ import annotations
 
-import os
 import socket
 from urllib.parse import urlsplit
 
@@ -51,16 +50,3 @@ def require_reachable(url: str, what: str, check: str, timeout: float = CONNECT_
 
 MLFLOW_CHECK = "check registry.tracking_uri, --tracking-uri or $MLFLOW_TRACKING_URI, and that the server runs"
 S3_CHECK = "check --endpoint-url, storage.endpoint_url or $AWS_ENDPOINT_URL_S3, and that the store runs"
-
-
-def require_pipeline_services(tracking_uri: str | None, s3_endpoint: str | None) -> None:
-    """MLflow, the S3 endpoint and a remote ZenML server ($ZENML_STORE_URL), each connected to once,
-    before a pipeline starts work it could not record."""
-    if tracking_uri:
-        require_reachable(tracking_uri, "the MLflow server", MLFLOW_CHECK)
-    endpoint = s3_endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        require_reachable(endpoint, "the S3 endpoint", S3_CHECK)
-    zenml = os.environ.get("ZENML_STORE_URL")
-    if zenml:
-        require_reachable(zenml, "the ZenML server", "check $ZENML_STORE_URL (`zenml login`) and that the server runs")

@@ -38,6 +38,7 @@ class RegisteredModel:
     tracking_uri: str
     model_uri: str  # the version's MLflow model
     onnx_uri: str | None  # artifact URI of its model.onnx, when it has one
+    download_uri: str  # where the registry keeps the model's files (read without MLflow's process-wide URIs)
 
 
 def find_registered(uri: str, tracking_uri: str) -> RegisteredModel:
@@ -66,6 +67,7 @@ def find_registered(uri: str, tracking_uri: str) -> RegisteredModel:
         tracking_uri=tracking_uri,
         model_uri=f"models:/{name}/{version.version}",
         onnx_uri=(version.tags or {}).get(TAG_ONNX),
+        download_uri=client.get_model_version_download_uri(name, str(version.version)),
     )
 
 
@@ -75,8 +77,9 @@ def download_student(found: RegisteredModel, destination: str | Path) -> Path:
 
     from components.serving.pyfunc import STUDENT_ARTIFACT
 
+    # not `models:/...`: MLflow resolves those with its process-wide registry URI (a ./mlflow.db by default)
     local = mlflow.artifacts.download_artifacts(
-        artifact_uri=found.model_uri, dst_path=str(destination), tracking_uri=found.tracking_uri
+        artifact_uri=found.download_uri, dst_path=str(destination), tracking_uri=found.tracking_uri
     )
     matches = sorted(Path(local).glob(f"artifacts/{STUDENT_ARTIFACT}*"))
     if not matches:

@@ -11,7 +11,11 @@ MLflow's schema check refuses with a 400 before the model sees it. One answer ro
 `eval.flip_test`) averages with the mirrored crop.
 
 Bad input raises `MlflowException(INVALID_PARAMETER_VALUE)`, which the scoring server answers with
-HTTP 400 and the message, which names the row, the input and the rule.
+HTTP 400 and the message, which names the row, the input and the rule. MLflow drops columns the
+signature does not name before the model sees them, so a request without `image` or `pixels` (say
+`{"img": ...}`) is answered with a 400 that names the expected columns.
+
+The model is logged from code (components/serving/model_code.py), not pickled.
 """
 
 from __future__ import annotations
@@ -38,6 +42,12 @@ from components.serving.predictor import TopDownPredictor
 from components.serving.runtime import TorchRuntime, predict_people
 
 STUDENT_ARTIFACT = "student"  # the checkpoint-format file ({"config", "student"}) inside the MLflow model
+MODEL_CODE = Path(__file__).with_name("model_code.py")  # what MLflow runs to build the model
+IMAGE_COLUMNS = ("image", "pixels")
+EXPECTED_COLUMNS = (
+    "expected columns: image (encoded JPEG or PNG, base64 in JSON) or pixels (RGB array [H, W, 3]), "
+    "with optional boxes ([[x, y, w, h], ...]) and scores"
+)
 REQUIREMENTS = ("torch", "torchvision", "timm", "numpy", "pandas", "mlflow", "opencv-python-headless", "pydantic")
 
 
@@ -58,6 +68,11 @@ class PosePredictorModel(PythonModel):
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         flip_test = bool((params or {}).get("flip_test", self.cfg.eval.flip_test))
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        if not any(column in frame.columns for column in IMAGE_COLUMNS):
+            given = ", ".join(map(str, frame.columns)) or "none that the model knows"
+            raise MlflowException(
+                f"no image column (columns given: {given}); {EXPECTED_COLUMNS}", error_code=INVALID_PARAMETER_VALUE
+            )
         rows = []
         for index, row in enumerate(frame.to_dict(orient="records")):
             try:
@@ -142,7 +157,7 @@ def log_pose_model(
         torch.save(state, student)  # the checkpoint format, so `load_student` reads it
         return mlflow.pyfunc.log_model(
             name=name,
-            python_model=PosePredictorModel(),
+            python_model=str(MODEL_CODE),
             artifacts={STUDENT_ARTIFACT: str(student)},
             signature=signature(cfg.eval.flip_test),
             input_example=input_example(cfg),

@@ -3,8 +3,10 @@
 Taking a free lease is a conditional put (`If-None-Match: *`): of many writers exactly one gets
 200, the others 412 PreconditionFailed. A lease whose holder crashed expires at the time written in
 it; taking it over is a conditional put with `If-Match` on the ETag that was read, so of many
-writers that saw the same expired lease only one replaces it. Renewal and release are conditional
-on the holder's own ETag too, so a holder whose lease was taken over can never remove the new one.
+writers that saw the same expired lease only one replaces it. A holder on this host (same hostname,
+same process table) whose process is gone, killed with -9 say, is dead at once: its lease is taken
+without waiting for the expiry. Renewal and release are conditional on the holder's own ETag too,
+so a holder whose lease was taken over can never remove the new one.
 Every body carries a random token, which makes every write's ETag unique. SeaweedFS 4.x, AWS S3
 and MinIO honour both conditions (tests/test_promotion_lease.py checks SeaweedFS).
 
@@ -22,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -45,10 +48,35 @@ class LeaseRecord:
     acquired_at: float
     expires_at: float
     etag: str
+    host: str | None = None  # where the holding process runs, and its pid (leases written before: None)
+    pid: int | None = None
 
     def describe(self, now: float) -> str:
         since = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.acquired_at))
         return f"{self.holder} (since {since}, expires in {max(0.0, self.expires_at - now):.0f} s)"
+
+    def holder_gone(self) -> bool:
+        """The holder ran on this host and its process no longer exists (killed, crashed): its lease
+        need not be waited out. A holder elsewhere is only known dead once its lease expires."""
+        return self.host == socket.gethostname() and self.pid is not None and not process_exists(self.pid)
+
+    def is_live(self, now: float) -> bool:
+        return self.expires_at > now and not self.holder_gone()
+
+
+def process_exists(pid: int) -> bool:
+    """A process with this pid runs here (a zombie, killed and not yet reaped, does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state != "Z"
 
 
 def default_holder(purpose: str) -> str:
@@ -83,7 +111,14 @@ class S3Lease:
 
     def _body(self, token: str, now: float) -> bytes:
         return json.dumps(
-            {"holder": self.holder, "token": token, "acquired_at": now, "expires_at": now + self.ttl_s}
+            {
+                "holder": self.holder,
+                "token": token,
+                "acquired_at": now,
+                "expires_at": now + self.ttl_s,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+            }
         ).encode()
 
     def current(self) -> LeaseRecord | None:
@@ -101,6 +136,8 @@ class S3Lease:
             float(data["acquired_at"]),
             float(data["expires_at"]),
             response["ETag"],
+            data.get("host"),
+            int(data["pid"]) if data.get("pid") is not None else None,
         )
 
     def _put(self, condition: dict[str, str]) -> LeaseRecord | None:
@@ -113,10 +150,13 @@ class S3Lease:
             if _is_precondition_failed(exc) or _is_missing(exc):
                 return None
             raise
-        return LeaseRecord(self.holder, token, now, now + self.ttl_s, response["ETag"])
+        return LeaseRecord(
+            self.holder, token, now, now + self.ttl_s, response["ETag"], socket.gethostname(), os.getpid()
+        )
 
     def try_acquire(self) -> LeaseRecord | None:
-        """Take the lease if it is free or expired. Returns None on success, else the holder's record."""
+        """Take the lease if it is free, expired or held by a process of this host that is gone.
+        Returns None on success, else the holder's record."""
         while True:
             taken = self._put({"IfNoneMatch": "*"})
             if taken is not None:
@@ -125,7 +165,7 @@ class S3Lease:
             other = self.current()
             if other is None:  # released between our put and our read: try again
                 continue
-            if other.expires_at > time.time():
+            if other.is_live(time.time()):
                 return other
             taken = self._put({"IfMatch": other.etag})  # only one of those who saw it expired wins
             if taken is not None:
