@@ -97,12 +97,19 @@ def render_command(
 @click.option(
     "--apply", "apply_", is_flag=True, help="Create or update the CronJob in the cluster of the current kubeconfig."
 )
-def schedule(config_path: str | None, overrides: tuple[str, ...], cron: str | None, apply_: bool) -> None:
+@click.option(
+    "--always",
+    is_flag=True,
+    help="Train on every tick; by default a run whose inputs a registered version already has stops after the split.",
+)
+def schedule(config_path: str | None, overrides: tuple[str, ...], cron: str | None, apply_: bool, always: bool) -> None:
     """Render the scheduled-retraining CronJob; with --apply, create or update it in the cluster.
 
     --config is required: it says what is retrained (without it the defaults would retrain on a
     synthetic toy set every week). The CronJob's pod runs the whole pipeline (`trs-pose run`) with
-    backend.kind=kubernetes, so its train step submits the GPU Job. It needs the RBAC in k8s/base
+    backend.kind=kubernetes, so its train step submits the GPU Job. It runs `trs-pose run --if-changed`:
+    unchanged labels, unlabeled sources and recipe end the run after the split ("nothing new since vN"),
+    with nothing registered and no GPU used; --always trains every time. It needs the RBAC in k8s/base
     (ServiceAccount trs-pose-launcher).
 
     \b
@@ -117,7 +124,7 @@ def schedule(config_path: str | None, overrides: tuple[str, ...], cron: str | No
     schedule_text = check_cron(cron) if cron is not None else None
     cfg = resolve_config(config_path, overrides)
     warn_about_data_root(cfg)
-    manifest = render_cronjob(cfg, schedule_text)
+    manifest = render_cronjob(cfg, schedule_text, always=always)
     click.echo(to_yaml([manifest]), nl=False)
     if apply_:
         action = apply_cronjob(manifest)

@@ -24,6 +24,10 @@ def _print_summary(summary, cfg, seconds: float) -> None:  # type: ignore[no-unt
 
     from cli.tables import print_table
 
+    inputs = summary.outputs.get("inputs")
+    if inputs is not None and not inputs.train:  # --if-changed and nothing new: one line, exit 0
+        click.echo(f"{inputs.reason}; run {summary.run_name} skipped, nothing trained or registered")
+        return
     table = Table(title=f"pipeline run {summary.run_name}: {summary.status} in {seconds / 60:.1f} min")
     table.add_column("what")
     table.add_column("value")
@@ -41,7 +45,12 @@ def _print_summary(summary, cfg, seconds: float) -> None:  # type: ignore[no-unt
     training = summary.outputs.get("training")
     if training is not None:
         table.add_row("checkpoint", training.checkpoint_uri)
+        table.add_row("started from", training.init)
         table.add_row("MLflow run", training.mlflow_run_id)
+    suggestions = summary.outputs.get("label_suggestions")
+    if suggestions is not None and suggestions.images:
+        where = f" ({suggestions.folder}; MLflow: suggestions/)" if suggestions.folder else ""
+        table.add_row("label next", f"{len(suggestions.images)} images{where}")
     if cfg.registry.tracking_uri:
         table.add_row("MLflow UI", cfg.registry.tracking_uri)
     table.add_row("ZenML run", summary.run_name)
@@ -82,7 +91,7 @@ def _advice(exc: RunFailed) -> str:
     )
 
 
-def _run_or_explain(cfg, run_name: str | None, resume: str | None, servers):  # type: ignore[no-untyped-def]
+def _run_or_explain(cfg, run_name: str | None, resume: str | None, servers, if_changed: bool = False):  # type: ignore[no-untyped-def]
     """Run (or resume) the pipeline, a line a step as it ends; a failed step becomes one clear line
     (its log has the details), with the violations of a failed validation below it."""
     from pipelines.run_state import RunFailed, RunRefused
@@ -98,7 +107,7 @@ def _run_or_explain(cfg, run_name: str | None, resume: str | None, servers):  # 
     try:
         if resume is not None:
             return resume_training_pipeline(resume, cfg, servers, on_step=_print_step)
-        return run_training_pipeline(cfg, run_name, servers, on_step=_print_step)
+        return run_training_pipeline(cfg, run_name, servers, on_step=_print_step, if_changed=if_changed)
     except RunRefused as exc:
         raise click.ClickException(str(exc)) from exc
     except RunFailed as exc:
@@ -126,6 +135,12 @@ def _run_or_explain(cfg, run_name: str | None, resume: str | None, servers):  # 
     "checkpoint. With --config/--set the config must equal the run's; before training, its data location may "
     "change (the run then starts again from ingest).",
 )
+@click.option(
+    "--if-changed",
+    is_flag=True,
+    help="Train only when the inputs are new: labels, unlabeled sources or recipe that no registered version "
+    "(the champion, or a challenger that lost to it) already has; else stop after the split and exit 0.",
+)
 @click.option("--verbose", "-v", is_flag=True, help="Also print the full resolved config before the run.")
 def run(
     config_path: str | None,
@@ -136,9 +151,14 @@ def run(
     zenml_url: str | None,
     no_local_services: bool,
     resume: str | None,
+    if_changed: bool,
     verbose: bool,
 ) -> None:
-    """Run the training pipeline: ingest -> validate -> split -> train -> evaluate -> register -> promote.
+    """Run the training pipeline: ingest -> validate -> boxes -> split -> inputs -> train -> evaluate ->
+    register -> promote -> suggest.
+
+    With --if-changed (what the retraining CronJob runs) a run whose inputs a registered version already
+    has ends after the split with "nothing new since vN", exit 0, and shows as skipped in `runs list`.
 
     Prints a line for each step as it ends, then a summary. The full resolved config goes to the run
     folder (runs/NAME/RUN/config.yaml) and to MLflow (config/resolved.yaml); --verbose prints it too.
@@ -152,6 +172,8 @@ def run(
 
     if resume is not None and run_name is not None:
         raise click.UsageError("--resume continues an existing run under its own name; drop --run-name")
+    if resume is not None and if_changed:
+        raise click.UsageError("--if-changed decides whether a new run trains; a resumed run keeps its decision")
     given = resume is None or config_path is not None or bool(overrides)
     cfg = resolve_config(config_path, overrides)
     if given:  # before any server: a wrong data location is one line, and nothing is written
@@ -176,7 +198,7 @@ def run(
         if verbose:
             click.echo(cfg.to_yaml())
     started = time.monotonic()
-    summary = _run_or_explain(cfg if given else None, run_name, resume, servers)
+    summary = _run_or_explain(cfg if given else None, run_name, resume, servers, if_changed)
     _print_summary(summary, cfg, time.monotonic() - started)
 
 

@@ -11,10 +11,12 @@ LABELS = {
     "validate_data": "validate",
     "find_subject_boxes": "boxes",
     "split_data": "split",
+    "check_inputs": "inputs",
     "train_model": "train",
     "evaluate_student": "evaluate",
     "register_model": "register",
     "promote_model": "promote",
+    "suggest_next_labels": "suggest",
 }
 
 
@@ -78,21 +80,43 @@ def _split(outputs: dict[str, Any]) -> str:
     return line + (f" + {images('pool')} raw unlabeled" if "pool" in counts else "")
 
 
+def _inputs(outputs: dict[str, Any]) -> str:
+    inputs = outputs["inputs"]
+    return inputs.reason if inputs.train else f"skipped: {inputs.reason}"
+
+
 def _train(outputs: dict[str, Any]) -> str:
     training = outputs["training"]
+    if getattr(training, "skipped", None):
+        return "skipped"
     seconds = getattr(training, "seconds", None)
     took = f" in {_duration(seconds)}" if seconds is not None else ""
-    return f"{_plural(training.step, 'step')}{took}; checkpoint {training.checkpoint_uri}"
+    init = getattr(training, "init", "scratch")
+    start = "" if init == "scratch" else f" from {init}"
+    return f"{_plural(training.step, 'step')}{start}{took}; checkpoint {training.checkpoint_uri}"
 
 
 def _evaluate(outputs: dict[str, Any]) -> str:
-    metrics = outputs["metrics"].metrics
-    return f"AP {metrics['AP']:.4f}" + (f", AP50 {metrics['AP50']:.4f}" if "AP50" in metrics else "")
+    metrics = outputs["metrics"]
+    if getattr(metrics, "skipped", None):
+        return "skipped"
+    values = metrics.metrics
+    return f"AP {values['AP']:.4f}" + (f", AP50 {values['AP50']:.4f}" if "AP50" in values else "")
 
 
 def _register(outputs: dict[str, Any]) -> str:
     version = outputs["model_version"]
+    if getattr(version, "skipped", None):
+        return "skipped: nothing registered"
     return f"{version.name} version {version.version} (alias challenger)"
+
+
+def _suggest(outputs: dict[str, Any]) -> str:
+    found = outputs["label_suggestions"]
+    if not found.images:
+        return "none" if not found.method else f"none ({found.method})"
+    top = found.images[0]
+    return f"{_plural(len(found.images), 'image')} to label next ({found.method}); first {top['origin']}"
 
 
 def _promote(outputs: dict[str, Any]) -> str:
@@ -105,10 +129,12 @@ FORMATS = {
     "validate_data": _validate,
     "find_subject_boxes": _boxes,
     "split_data": _split,
+    "check_inputs": _inputs,
     "train_model": _train,
     "evaluate_student": _evaluate,
     "register_model": _register,
     "promote_model": _promote,
+    "suggest_next_labels": _suggest,
 }
 
 

@@ -138,6 +138,25 @@ def split_for_this_node(
     return split if split is not None else split_from_dir(split_out)
 
 
+def initial_weights(cfg: Any) -> tuple[Any, Any]:
+    """The config with train.init pinned, and the weights it names (None from scratch). A pod gets the
+    pinned models:/NAME/VERSION from the pipeline and reads it from MLflow (MLFLOW_TRACKING_URI)."""
+    import tempfile
+
+    from components.serving.model_source import load_initial_weights, pin_init
+
+    if not cfg.train.warm:
+        return cfg, None
+    tracking_uri = cfg.registry.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
+    pinned = pin_init(cfg.train.init, cfg.registry.model_name, tracking_uri)
+    train = cfg.train.model_copy(update={"init": pinned or "scratch"})
+    cfg = cfg.model_copy(update={"train": train})
+    if pinned is None:
+        return cfg, None
+    with tempfile.TemporaryDirectory() as scratch:
+        return cfg, load_initial_weights(pinned, tracking_uri, scratch)
+
+
 def last_metrics(history: list[dict[str, float]]) -> dict[str, float]:
     """The latest value of every metric in the history (finite values only, for JSON)."""
     last: dict[str, float] = {}
@@ -244,7 +263,8 @@ def train(
     try:
         split = split_for_this_node(cfg, ctx, split_dir, ann, images, val_ann, val_images, split_out)
         logger = JsonLinesLogger(metrics_file) if metrics_file and ctx.is_main else None
-        result = run_training(cfg, split, logger, progress=not no_progress)
+        cfg, init = initial_weights(cfg)
+        result = run_training(cfg, split, logger, init=init, progress=not no_progress)
     except (RecordError, FloatingPointError) as exc:
         raise click.ClickException(str(exc)) from exc
     finally:

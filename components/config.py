@@ -426,6 +426,15 @@ class EvalConfig(Section):
     oks_nms_threshold: float | None = Field(0.9, gt=0.0, le=1.0)  # detector boxes only; None keeps duplicates
 
 
+class SuggestConfig(Section):
+    """Each pipeline run's "label these next" list (components/labeling): the unlabeled images the method
+    is least sure about, logged to MLflow and ZenML with the model's poses as pre-annotations."""
+
+    enabled: bool = True
+    budget: int = Field(20, ge=1)  # images, not people
+    max_images: int | None = Field(None, ge=1)  # score a random sample of this many (None: every unlabeled image)
+
+
 class StorageConfig(Section):
     """S3-compatible artifact store. Credentials come from the environment, never from here."""
 
@@ -492,6 +501,7 @@ class ExperimentConfig(Section):
     model: ModelConfig = Field(default_factory=ModelConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
+    suggest: SuggestConfig = Field(default_factory=SuggestConfig)
     storage: StorageConfig = Field(default_factory=StorageConfig)
     registry: RegistryConfig = Field(default_factory=RegistryConfig)
     backend: BackendConfig = Field(default_factory=BackendConfig)

@@ -37,6 +37,7 @@ RUN_ONLY: tuple[tuple[str, ...], ...] = (
     ("train", "compile"),
     ("eval", "num_workers"),
     ("eval", "batch_size"),
+    ("suggest",),
     ("storage",),
     ("registry",),
     ("backend",),

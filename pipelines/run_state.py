@@ -24,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from components.config import ExperimentConfig
 from components.errors import TrsPoseError
+from components.registry.changes import SKIPPED_TAG
 from components.storage.lease import S3Lease, default_holder
 from components.storage.retry import StoreUnavailable
 from components.storage.s3 import S3Uri, s3_client
@@ -224,7 +225,10 @@ def list_runs(limit: int = 50) -> list[RunState]:
         if not note and str(run.status) == "failed" and reason:
             note = str(reason).splitlines()[0][:100]
         started = run.start_time if getattr(run, "start_time", None) else run.created
-        states.append(RunState(run.name, str(run.status), started, done, len(steps), note))
+        status = str(run.status)
+        if status == "completed" and SKIPPED_TAG in {tag.name for tag in run.tags}:
+            status, note = "skipped", note or "nothing new: see its inputs step"
+        states.append(RunState(run.name, status, started, done, len(steps), note))
     return states
 
 

@@ -87,9 +87,10 @@ def run_training_pipeline(
     run_name: str | None = None,
     servers: Servers | None = None,
     on_step: Callable[[StepReport], None] | None = None,
+    if_changed: bool = False,
 ) -> RunSummary:
     """Run `training` on the ZenML server's S3 stack (local orchestrator) and load its outputs;
-    `on_step` gets each step's outputs as it ends."""
+    `on_step` gets each step's outputs as it ends. With `if_changed` the run trains only on new inputs."""
     from components.services.resolution import resolve_servers
 
     connect_zenml(servers or resolve_servers(cfg))
@@ -110,7 +111,8 @@ def run_training_pipeline(
         raise RunRefused(f"{resolved.train.checkpoint.dir} is in use by {holder}; choose another --run-name")
     write_run_config(resolved, name)
     with lease.kept(), _reporting(name, on_step):
-        _explained(name, lambda: training.with_options(run_name=name)(config=resolved.model_dump(mode="json")))
+        config = resolved.model_dump(mode="json")
+        _explained(name, lambda: training.with_options(run_name=name)(config=config, if_changed=if_changed))
     return summarize_run(name)
 
 
@@ -139,7 +141,8 @@ def resume_training_pipeline(
     with resumption.lease.kept(), _reporting(name, on_step):
         if resumption.from_start:
             config = resumption.config.model_dump(mode="json")
-            _explained(name, lambda: training.with_options(run_name=name)(config=config))
+            if_changed = bool((resumption.latest.config.parameters or {}).get("if_changed", False))
+            _explained(name, lambda: training.with_options(run_name=name)(config=config, if_changed=if_changed))
         else:
             _explained(
                 name,

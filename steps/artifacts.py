@@ -75,18 +75,34 @@ class SplitArtifact(BaseModel):
         )
 
 
+class InputsArtifact(BaseModel):
+    """What the run learns from, and whether it trains (`trs-pose run --if-changed`)."""
+
+    fingerprint: str  # components/inputs_fingerprint.py
+    parts: dict  # the fingerprint's parts: labeled, unlabeled, recipe
+    train: bool
+    reason: str  # one line: why it trains, or "nothing new since vN (fingerprint ...)"
+
+
 class TrainingArtifact(BaseModel):
     checkpoint_uri: str
     step: int
     mlflow_run_id: str
     history_file: str
     seconds: float | None = None  # wall time of the train step
+    init: str = "scratch"  # the weights it started from: models:/NAME/VERSION, a checkpoint, or scratch
+    skipped: str | None = None  # why nothing was trained (then nothing after it runs either)
+
+    @classmethod
+    def nothing(cls, reason: str) -> TrainingArtifact:
+        return cls(checkpoint_uri="", step=0, mlflow_run_id="", history_file="", skipped=reason)
 
 
 class MetricsArtifact(BaseModel):
     metrics: dict[str, float]
     val_fingerprint: str
     results_file: str
+    skipped: str | None = None
 
 
 class VersionArtifact(BaseModel):
@@ -94,6 +110,7 @@ class VersionArtifact(BaseModel):
     version: str
     model_uri: str
     ap: float
+    skipped: str | None = None
 
 
 class PromotionArtifact(BaseModel):
@@ -102,3 +119,11 @@ class PromotionArtifact(BaseModel):
     decision: str
     reason: str
     champion_version: str | None
+
+
+class SuggestionsArtifact(BaseModel):
+    """The run's "label these next" list; the task files are in MLflow (`suggestions/`) and `folder`."""
+
+    method: str  # how the people were scored (components/labeling/uncertainty.py); "" when none were
+    images: list[dict]  # {"image", "origin", "score", "people"}, most unsure first
+    folder: str | None = None

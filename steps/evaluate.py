@@ -18,6 +18,8 @@ from steps.context import experiment_config, run_dir, with_trained_keypoints
 def evaluate_student(
     training: TrainingArtifact, split: SplitArtifact, config: dict
 ) -> Annotated[MetricsArtifact, "metrics"]:
+    if training.skipped:
+        return MetricsArtifact(metrics={}, val_fingerprint="", results_file="", skipped=training.skipped)
     model, trained = load_student(training.checkpoint_uri)
     cfg = with_trained_keypoints(experiment_config(config), trained)
     results_file = run_dir(cfg) / "val_results.json"

@@ -15,6 +15,10 @@ from steps.context import experiment_config
 
 @step(enable_cache=False)
 def promote_model(version: VersionArtifact, config: dict) -> Annotated[PromotionArtifact, "promotion"]:
+    if version.skipped:
+        return PromotionArtifact(
+            version="", promoted=False, decision="skipped", reason=version.skipped, champion_version=None
+        )
     cfg = experiment_config(config)
     client = patient_registry_client(resolve_tracking_uri(cfg.registry), cfg.registry.retry_deadline_s)
     decision = promote_serialised(client, cfg, version.version)

@@ -9,19 +9,22 @@ from typing import Annotated
 from zenml import step
 
 from components.engine.checkpoint import load_student
+from components.registry.changes import TAG_INIT, TAG_INPUTS
 from components.registry.lifecycle import RESULTS_FOLDER, champion_validation, current_champion, register_student
 from components.registry.mlflow_client import resolve_tracking_uri
 from components.registry.outages import is_transient_mlflow_error, patient_registry_client
 from components.reporting.run_report import EvaluatedModel, draw_run_figures
 from components.storage.retry import with_retries
-from steps.artifacts import MetricsArtifact, SplitArtifact, TrainingArtifact, VersionArtifact
+from steps.artifacts import InputsArtifact, MetricsArtifact, SplitArtifact, TrainingArtifact, VersionArtifact
 from steps.context import experiment_config, run_dir, with_trained_keypoints
 
 
 @step(enable_cache=False)
 def register_model(
-    training: TrainingArtifact, metrics: MetricsArtifact, split: SplitArtifact, config: dict
+    training: TrainingArtifact, metrics: MetricsArtifact, split: SplitArtifact, inputs: InputsArtifact, config: dict
 ) -> Annotated[VersionArtifact, "model_version"]:
+    if training.skipped:
+        return VersionArtifact(name="", version="", model_uri="", ap=0.0, skipped=training.skipped)
     student, trained = load_student(training.checkpoint_uri)
     cfg = with_trained_keypoints(experiment_config(config), trained)
     tracking_uri = resolve_tracking_uri(cfg.registry)
@@ -56,6 +59,7 @@ def register_model(
             run_id=training.mlflow_run_id,
             tracking_uri=tracking_uri,
             step=training.step,
+            tags={TAG_INPUTS: inputs.fingerprint, TAG_INIT: training.init},
         ),
         transient=is_transient_mlflow_error,
         deadline_s=deadline_s,

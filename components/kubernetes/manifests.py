@@ -475,10 +475,12 @@ def render_pytorchjob(cfg: ExperimentConfig, plan: RunPlan) -> Manifest:
     }
 
 
-def render_cronjob(cfg: ExperimentConfig, schedule: str | None = None) -> Manifest:
+def render_cronjob(cfg: ExperimentConfig, schedule: str | None = None, always: bool = False) -> Manifest:
     """Scheduled retraining: a small CPU pod runs the whole pipeline, whose train step submits the GPU Job.
 
-    This is the only pod that holds an API token (the launcher's least-privilege ServiceAccount).
+    The pipeline runs with `--if-changed`: a week without new labels, images or recipe ends after the
+    split, registers nothing and costs no GPU (`always` trains on every tick instead). This is the
+    only pod that holds an API token (the launcher's least-privilege ServiceAccount).
     """
     k8s = cfg.backend.kubernetes
     tree = cfg.model_dump(mode="json")
@@ -495,6 +497,7 @@ def render_cronjob(cfg: ExperimentConfig, schedule: str | None = None) -> Manife
             "trs-pose",
             "run",
             "--no-local-services",
+            *([] if always else ["--if-changed"]),
             "--config",
             CONFIG_PATH,
             "--set",

@@ -96,6 +96,7 @@ def register_student(
     run_id: str | None = None,
     tracking_uri: str | None = None,
     step: int = 0,
+    tags: Mapping[str, str] | None = None,
 ) -> RegisteredVersion:
     """Log the student and everything that explains it, then create a new version of
     `cfg.registry.model_name` with alias `challenger`. `metrics` must hold "AP" on the validation set
@@ -104,7 +105,8 @@ def register_student(
 
     Logs into the run `run_id` (opened by `run_logging.open_run`, which logged its config; it keeps
     its status), or into a new run in `cfg.registry.experiment` (ended FAILED if registration fails).
-    `artifacts` maps an artifact folder to an extra file to log there.
+    `artifacts` maps an artifact folder to an extra file to log there; `tags` go on the version
+    (lineage: the inputs' fingerprint, the weights a warm start began from).
     """
     if "AP" not in metrics:
         raise RegistryError(f"metrics must include 'AP' to register a model; got {sorted(metrics)}")
@@ -139,6 +141,7 @@ def register_student(
             val_fingerprint,
             cfg,
             logged.onnx_uri,
+            tags or {},
         )
     return RegisteredVersion(
         cfg.registry.model_name,
@@ -177,6 +180,7 @@ def _create_version(
     val_fingerprint: str,
     cfg: ExperimentConfig,
     onnx_uri: str | None,
+    extra_tags: Mapping[str, str],
 ) -> str:
     from mlflow.exceptions import MlflowException
 
@@ -195,6 +199,7 @@ def _create_version(
         TAG_REGISTRATION: "pending",
         **({TAG_ONNX: onnx_uri} if onnx_uri else {}),
         **{f"eval.{key}": repr(float(value)) for key, value in metrics.items() if key != "AP"},
+        **extra_tags,
     }
     created = client.create_model_version(
         name, source=f"models:/{model_id}", run_id=run_id, tags=tags, model_id=model_id
