@@ -359,9 +359,12 @@ class WarmStartConfig(Section):
     already good, so it needs no labels-only burn-in, no long warm-ups and no consistency ramp-up."""
 
     burn_in_iters: int = Field(0, ge=0)
-    warmup_iters: int = Field(0, ge=0)  # learning-rate warm-up
+    warmup_iters: int = Field(20, ge=0)  # learning-rate warm-up
     ema_warmup_iters: int = Field(0, ge=0)
     rampup_iters: int = Field(0, ge=0)
+    # the peak learning rate is train.lr times this: trained weights are refined, not relearned (a restart
+    # at the first run's peak throws away much of what they know before it is relearned)
+    lr_factor: float = Field(0.3, gt=0.0, le=1.0)
 
 
 INIT_MODEL_URI = re.compile(r"^models:/[^/@]+(?:@[^/@]+|/\d+)$")

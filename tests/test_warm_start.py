@@ -40,7 +40,7 @@ def test_the_schedule_of_a_warm_start_is_train_warm_start() -> None:
     cfg = tiny_config("unused", "trs", extra=["train.init=champion", "train.warm_start.warmup_iters=3"])
     warm = warm_start_schedule(cfg)
     assert (warm.train.warmup_iters, warm.train.consistency.burn_in_iters, warm.train.ema.warmup_iters) == (3, 0, 0)
-    assert warm.train.consistency.rampup_iters == 0
+    assert warm.train.consistency.rampup_iters == 0 and warm.train.lr == pytest.approx(0.3 * cfg.train.lr)
     cold = tiny_config("unused", "trs")
     assert warm_start_schedule(cold) == cold
     with pytest.raises(ConfigError, match="models:/NAME/VERSION or models:/NAME@ALIAS"):

@@ -42,7 +42,14 @@ def warm_start_schedule(cfg: ExperimentConfig) -> ExperimentConfig:
         update={"burn_in_iters": warm.burn_in_iters, "rampup_iters": warm.rampup_iters}
     )
     ema = train.ema.model_copy(update={"warmup_iters": warm.ema_warmup_iters})
-    train = train.model_copy(update={"warmup_iters": warm.warmup_iters, "consistency": consistency, "ema": ema})
+    train = train.model_copy(
+        update={
+            "warmup_iters": warm.warmup_iters,
+            "lr": train.lr * warm.lr_factor,
+            "consistency": consistency,
+            "ema": ema,
+        }
+    )
     return cfg.model_copy(update={"train": train})
 
 
