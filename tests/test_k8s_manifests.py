@@ -310,6 +310,13 @@ def test_cli_render_and_schedule() -> None:
     assert result.exit_code == 0, result.output
     assert yaml.safe_load(result.output)["spec"]["schedule"] == "30 4 * * 1"
     assert runner.invoke(cli, ["schedule", "--config", demo, "--cron", "every sunday"]).exit_code == 2
+    command = next(pod_specs(yaml.safe_load(result.output)))["containers"][0]["command"]
+    assert command[:4] == ["trs-pose", "run", "--no-local-services", "--if-changed"]  # retrains only on new inputs
+    always = runner.invoke(cli, ["schedule", "--config", demo, "--always"])
+    assert (
+        always.exit_code == 0
+        and "--if-changed" not in next(pod_specs(yaml.safe_load(always.output)))["containers"][0]["command"]
+    )
 
 
 # ---- security scan ----
