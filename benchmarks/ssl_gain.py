@@ -53,6 +53,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -169,27 +170,37 @@ def scaled_schedule(iterations: int, burn_in_fraction: float) -> list[str]:
     ]
 
 
+def run_overrides(
+    args: argparse.Namespace, data_root: Path, seed: int, iterations: int, checkpoints: Path, workers: int = 0
+) -> list[str]:
+    """One run's settings from the shared flags: data, seed, network, batches, budget and its schedule."""
+    return [
+        *data_overrides(args, data_root),
+        f"data.split_seed={seed}",
+        f"data.holdout_labeled={args.holdout}",
+        f"input.image_size=[{args.input_size[0]}, {args.input_size[1]}]",
+        f"model.backbone={args.backbone}",
+        f"train.iterations={iterations}",
+        f"train.batch_size={args.batch}",
+        f"train.unlabeled_batch_size={args.unlabeled_batch}",
+        f"train.seed={seed}",
+        f"train.num_workers={workers}",
+        f"eval.num_workers={workers}",
+        f"train.checkpoint.dir={checkpoints}",
+        *scaled_schedule(iterations, args.burn_in_fraction),
+    ]
+
+
 def run_variant(variant: str, seed: int, args: argparse.Namespace, data_root: Path, work: Path) -> dict[str, float]:
     from components.engine.checkpoint import load_student
     from components.engine.trainer import train
 
     train_ann, train_images = coco_layout(data_root, "train")
     val_ann, val_images = coco_layout(data_root, "val")
+    checkpoints = work / "checkpoints" / variant / f"seed{seed}"
     overrides = [
-        *data_overrides(args, data_root),
-        f"data.split_seed={seed}",
-        f"data.holdout_labeled={args.holdout}",
-        f"input.image_size=[{args.input_size[0]}, {args.input_size[1]}]",
-        f"model.backbone={args.backbone}",
-        f"train.iterations={args.iterations}",
-        f"train.batch_size={args.batch}",
-        f"train.unlabeled_batch_size={args.unlabeled_batch}",
-        f"train.seed={seed}",
+        *run_overrides(args, data_root, seed, args.iterations, checkpoints, args.workers),
         f"train.device={args.device}",
-        f"train.num_workers={args.workers}",
-        f"eval.num_workers={args.workers}",
-        f"train.checkpoint.dir={work / 'checkpoints' / variant / f'seed{seed}'}",
-        *scaled_schedule(args.iterations, args.burn_in_fraction),
         *VARIANTS[variant],
     ]
     if variant == "supervised_full":
@@ -220,35 +231,12 @@ def backfill_test(variant: str, seed: int, args: argparse.Namespace, data_root: 
 
 
 def run_child(variant: str, seed: int, argv: list[str], work: Path, threads: int) -> dict[str, float]:
-    """One run in a fresh interpreter with `threads` torch threads; its log goes to WORK_DIR/logs.
-
-    The child gets this command line with the run's own flags appended: argparse keeps the last
-    value of a repeated flag, so they replace the parent's --seeds, --variants and --jobs.
-    """
+    """One run in a fresh interpreter with `threads` torch threads; its log goes to WORK_DIR/logs."""
     logs = work / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log, out = logs / f"{variant}-seed{seed}.log", logs / f"{variant}-seed{seed}.json"
-    out.unlink(missing_ok=True)
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        *argv,
-        "--no-progress",
-        "--seeds",
-        str(seed),
-        "--variants",
-        variant,
-        "--jobs",
-        "1",
-        "--one-run-out",
-        str(out),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    with log.open("w") as sink:
-        code = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, env=env, check=False).returncode
-    if code != 0 or not out.is_file():
-        raise RuntimeError(f"{variant} seed {seed} failed (exit code {code}); see {log}")
-    return json.loads(out.read_text())
+    run = ["--seeds", str(seed), "--variants", variant, "--jobs", "1"]
+    name = f"{variant}-seed{seed}"
+    script = str(Path(__file__).resolve())
+    return child_run(script, argv, run, f"{variant} seed {seed}", logs / f"{name}.log", logs / f"{name}.json", threads)
 
 
 def run_in_children(
@@ -380,9 +368,10 @@ def draw_comparison(stored: dict, variants: list[str], seeds: list[int], out_dir
     return save_figure(figure, Path(out_dir) / "ssl_gain.png")
 
 
-def main(argv: list[str] | None = None) -> str:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work-dir", default="runs/bench/ssl_gain", help="data, splits, checkpoints and results.json")
+def add_shared_arguments(parser: argparse.ArgumentParser, work_dir: str) -> None:
+    """The flags the CPU benchmarks on synthetic people share (this one, warm_start.py, active_labeling.py):
+    the data and its test set, the network, the budget, the seeds and the child processes."""
+    parser.add_argument("--work-dir", default=work_dir, help="data, splits, checkpoints and results.json")
     parser.add_argument(
         "--config", default=str(CPU_RECIPE), help="Experiment YAML underneath the benchmark's settings."
     )
@@ -399,7 +388,6 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--iterations", type=int, default=1000)
     parser.add_argument("--batch", type=int, default=8, help="labeled crops per iteration")
     parser.add_argument("--unlabeled-batch", type=int, default=8)
-    parser.add_argument("--labeled-fraction", type=float, default=0.05)
     parser.add_argument(
         "--burn-in-fraction", type=float, default=0.3, help="share of the iterations trained on labels only first"
     )
@@ -410,6 +398,34 @@ def main(argv: list[str] | None = None) -> str:
         help="labeled images held out to rank reviewer snapshots (and dual's students)",
     )
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated")
+    parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--markdown-out", default=None, help="also write the table here")
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained side by side, each in a child process")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per child (default: cores / jobs)")
+    parser.add_argument("--one-run-out", default=None, help=argparse.SUPPRESS)  # a child's metrics file
+
+
+def child_run(
+    script: str, argv: list[str], run: list[str], label: str, log: Path, out: Path, threads: int
+) -> dict[str, Any]:
+    """`script` in a fresh interpreter of `threads` torch threads, with this command line and `run`'s flags
+    appended (argparse keeps the last value of a repeated flag); its metrics are the JSON it writes to `out`.
+    A failure names the run (`label`) and its log."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    out.unlink(missing_ok=True)
+    command = [sys.executable, script, *argv, "--no-progress", *run, "--one-run-out", str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+    with log.open("w") as sink:
+        code = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, env=env, check=False).returncode
+    if code != 0 or not out.is_file():
+        raise RuntimeError(f"{label} failed (exit code {code}); see {log}")
+    return json.loads(out.read_text())
+
+
+def main(argv: list[str] | None = None) -> str:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_shared_arguments(parser, "runs/bench/ssl_gain")
+    parser.add_argument("--labeled-fraction", type=float, default=0.05)
     parser.add_argument("--reference", default="trs", help="the variant the per-seed table pairs every other with")
     parser.add_argument(
         "--variants",
@@ -418,15 +434,10 @@ def main(argv: list[str] | None = None) -> str:
     )
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=0, help="DataLoader workers")
-    parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--markdown-out", default=None, help="also write the table here")
     parser.add_argument("--plots", default=None, help="draw the cross-variant figure (ssl_gain.png) into this folder")
     parser.add_argument(
         "--plot-only", action="store_true", help="with --plots: draw from WORK_DIR/results.json, train nothing"
     )
-    parser.add_argument("--jobs", type=int, default=1, help="runs trained side by side, each in a child process")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per child (default: cores / jobs)")
-    parser.add_argument("--one-run-out", default=None, help=argparse.SUPPRESS)  # a child's metrics file
     args = parser.parse_args(argv)
     if args.jobs < 1 or (args.threads is not None and args.threads < 1):
         parser.error("--jobs and --threads must be at least 1")

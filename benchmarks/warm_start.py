@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,12 +29,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.ssl_gain import (  # noqa: E402
-    CPU_RECIPE,
-    data_overrides,
+    add_shared_arguments,
+    child_run,
     ensure_data,
     ensure_test_data,
-    parse_size,
-    scaled_schedule,
+    run_overrides,
     scored,
 )
 from components.atomic_files import write_atomically  # noqa: E402
@@ -51,22 +49,11 @@ def run_one(kind: str, budget: int, seed: int, args: argparse.Namespace, work: P
 
     data_root = work / "data"
     fraction = args.champion_fraction if kind == "champion" else args.champion_fraction + args.added_fraction
+    checkpoints = work / "checkpoints" / f"{kind}-{budget}" / f"seed{seed}"
     overrides = [
-        *data_overrides(args, data_root),
-        f"data.split_seed={seed}",
-        f"data.holdout_labeled={args.holdout}",
+        *run_overrides(args, data_root, seed, budget, checkpoints),
         "data.num_labeled=null",
         f"data.labeled_fraction={fraction}",
-        f"input.image_size=[{args.input_size[0]}, {args.input_size[1]}]",
-        f"model.backbone={args.backbone}",
-        f"train.iterations={budget}",
-        f"train.batch_size={args.batch}",
-        f"train.unlabeled_batch_size={args.unlabeled_batch}",
-        f"train.seed={seed}",
-        "train.num_workers=0",
-        "eval.num_workers=0",
-        f"train.checkpoint.dir={work / 'checkpoints' / f'{kind}-{budget}' / f'seed{seed}'}",
-        *scaled_schedule(budget, args.burn_in_fraction),
         *args.overrides,
     ]
     init = None
@@ -112,24 +99,11 @@ def key(kind: str, budget: int, seed: int) -> str:
 def run_child(run: tuple[str, int, int], argv: list[str], work: Path, threads: int) -> dict[str, float]:
     kind, budget, seed = run
     logs = work / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    out, log = logs / f"{kind}-{budget}-seed{seed}.json", logs / f"{kind}-{budget}-seed{seed}.log"
-    command = [
-        sys.executable,
-        str(Path(__file__).resolve()),
-        *argv,
-        "--no-progress",
-        "--one-run",
-        key(*run),
-        "--one-run-out",
-        str(out),
-    ]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-    with log.open("w") as sink:
-        code = subprocess.run(command, stdout=sink, stderr=subprocess.STDOUT, env=env, check=False).returncode
-    if code != 0 or not out.is_file():
-        raise RuntimeError(f"{key(*run)} failed (exit code {code}); see {log}")
-    return json.loads(out.read_text())
+    name = f"{kind}-{budget}-seed{seed}"
+    script = str(Path(__file__).resolve())
+    return child_run(
+        script, argv, ["--one-run", key(*run)], key(*run), logs / f"{name}.log", logs / f"{name}.json", threads
+    )
 
 
 def table(results: dict[str, dict[str, float]], args: argparse.Namespace, seeds: list[int]) -> str:
@@ -177,33 +151,11 @@ def table(results: dict[str, dict[str, float]], args: argparse.Namespace, seeds:
 
 def main(argv: list[str] | None = None) -> str:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work-dir", default="runs/bench/warm_start")
-    parser.add_argument("--config", default=str(CPU_RECIPE))
-    parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--images", type=int, default=1500)
-    parser.add_argument("--val-images", type=int, default=150)
-    parser.add_argument("--test-images", type=int, default=300)
-    parser.add_argument("--test-seed", type=int, default=1000)
-    parser.add_argument("--image-size", default="256x320")
-    parser.add_argument("--data-seed", type=int, default=0)
-    parser.add_argument("--style", choices=("standard", "easy"), default="easy")
-    parser.add_argument("--input", dest="input_size", type=parse_size, default=(128, 96))
-    parser.add_argument("--backbone", default="resnet10t")
-    parser.add_argument("--iterations", type=int, default=1000, help="the champion's and the from-scratch budget")
+    add_shared_arguments(parser, "runs/bench/warm_start")
     parser.add_argument("--shares", type=float, nargs="+", default=[0.1, 0.2, 0.4, 1.0], help="budgets, as shares")
-    parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--unlabeled-batch", type=int, default=8)
     parser.add_argument("--champion-fraction", type=float, default=0.2)
     parser.add_argument("--added-fraction", type=float, default=0.1)
-    parser.add_argument("--burn-in-fraction", type=float, default=0.3)
-    parser.add_argument("--holdout", type=int, default=15)
-    parser.add_argument("--seeds", default="0,1,2")
-    parser.add_argument("--jobs", type=int, default=1)
-    parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--no-progress", action="store_true")
-    parser.add_argument("--markdown-out", default=None)
     parser.add_argument("--one-run", default=None, help=argparse.SUPPRESS)
-    parser.add_argument("--one-run-out", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     work = Path(args.work_dir).resolve()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]

@@ -5,9 +5,6 @@ registered version, `predict` and `export` (ONNX keypoints [N, K, 3])."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +12,10 @@ import numpy as np
 import pytest
 
 from examples.own_data.make_stand_in import HEAD13, make_stand_in
+from tests.cli_process import REPO_ROOT, trs_pose
 from tests.service_fixtures import MLflowService, unique_name
 
 pytestmark = pytest.mark.slow
-REPO_ROOT = Path(__file__).resolve().parents[1]
 TINY = [
     "input.image_size=[64, 48]",
     "model.deconv_channels=16",
@@ -35,17 +32,6 @@ TINY = [
     "data.holdout_labeled=4",
     "eval.batch_size=8",
 ]
-
-
-def trs_pose(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "200", **env},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 def test_own_keypoint_set_and_raw_images_run_register_predict_and_export(

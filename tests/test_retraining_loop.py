@@ -5,28 +5,15 @@ champion, with its lineage saying so."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_process import trs_pose
 from tests.service_fixtures import MLflowService, unique_name
 
 pytestmark = pytest.mark.slow
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def trs_pose(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        cwd=cwd,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "COLUMNS": "200", **env},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
 
 
 def test_schedule_skips_unchanged_inputs_and_warm_starts_on_new_ones(
