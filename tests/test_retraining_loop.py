@@ -1,7 +1,7 @@
 """The loop a schedule runs, end to end on real S3, MLflow and ZenML servers: a run registers a champion and
 leaves a "label these next" list; `--if-changed` on the same inputs ends after the split and registers
-nothing (skipped, exit 0); new unlabeled images make the next one train again, warm-started from the
-champion, with its lineage saying so."""
+nothing (skipped, exit 0); new raw unlabeled images (boxed by the pipeline's detector step) make the
+next one train again, warm-started from the champion, with its lineage saying so."""
 
 from __future__ import annotations
 
@@ -70,7 +70,18 @@ def test_schedule_skips_unchanged_inputs_and_warm_starts_on_new_ones(
     listing = trs_pose(["runs", "list"], tmp_path, env)
     assert any(f"{model}-b" in line and "skipped" in line for line in listing.stdout.splitlines()), listing.stdout
 
-    new = run(f"{model}-c", f"data.unlabeled.images=[{raw}]", "train.init=champion", if_changed=True)
+    import torch
+
+    from components.serving.detector import build_detector
+
+    torch.manual_seed(0)  # a random detector: the step's plumbing, not its boxes, is under test here
+    weights = tmp_path / "detector.pth"
+    torch.save(build_detector("fasterrcnn_mobilenet_v3_large_320_fpn").state_dict(), weights)
+    detector = [
+        f"data.unlabeled.images=[{raw}]", "data.unlabeled.boxes=detector", f"data.unlabeled.detector.weights={weights}",
+        "data.unlabeled.detector.arch=fasterrcnn_mobilenet_v3_large_320_fpn", "data.unlabeled.detector.min_score=0.0",
+    ]  # fmt: skip
+    new = run(f"{model}-c", *detector, "train.init=champion", if_changed=True)
     assert new.returncode == 0, new.stdout[-3000:] + new.stderr[-3000:]
     assert f"train: 4 steps from models:/{model}/1" in new.stdout, new.stdout
     v2 = client.get_model_version(model, "2")
@@ -79,3 +90,8 @@ def test_schedule_skips_unchanged_inputs_and_warm_starts_on_new_ones(
     with s3.aws_env():
         manifest = Client().get_pipeline_run(f"{model}-c").steps["split_data"].outputs["split_manifest"][0].load()
     assert manifest["counts"]["pool"]["images"] == 6 and manifest["unlabeled_sources"]["sources"][0]["files"] == 6
+    boxes = manifest["unlabeled_sources"]["boxes"]
+    assert (
+        boxes["box_source"] == "detector" and len(boxes["weights_sha256"]) == 64 and "pool_boxes" in manifest["inputs"]
+    )
+    assert "boxes: " in new.stdout and "(detector)" in new.stdout
