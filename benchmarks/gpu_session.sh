@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every CUDA test and every measurement of issue 17 in one run on a GPU machine, in under 8 minutes
+# Every CUDA test and every GPU measurement (issues 17 and 26) in one run on a GPU machine, in under 8 minutes
 # on one H200; each part has its own time limit and a failed part does not stop the others.
 #
 #   bash benchmarks/gpu_prepare.sh                       # once, on the development machine
@@ -9,7 +9,8 @@
 #
 # Writes under $OUT (default runs/gpu_session): one log per part, gpu_throughput.json and .md (the
 # figures of docs/figures/gpu_throughput.json and docs/benchmarks.md), ssl_gain.md (TRS on the
-# GPU data path against the CPU path, 1,000 iterations, seeds 0-2) and summary.txt.
+# GPU data path against the CPU path, and TRS with MultiAugs' recipe, 1,000 iterations, seeds 0-2) and
+# summary.txt.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT="${OUT:-runs/gpu_session}"
@@ -35,7 +36,7 @@ else
     DEVICE=cuda
     THROUGHPUT=(--backbones resnet50,hrnet_w32 --batch 64 --input 256x192 --warmup 3 --iters 8
         --compile off,on --compile-backbones resnet50 --compile-methods trs)
-    SSL=(--iterations 1000 --seeds 0,1,2 --jobs 6 --workers 1)
+    SSL=(--iterations 1000 --seeds 0,1,2 --jobs 9 --workers 1)
 fi
 
 part() {  # part NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAME.log, note the outcome
@@ -54,10 +55,11 @@ part() {  # part NAME SECONDS COMMAND...: run with a time limit, log to $OUT/NAM
 cat "$OUT/device.txt"
 
 # 1. same learning: 1,000 TRS iterations on the GPU data path against the CPU path, same recipe and
-#    seeds; in the background, beside the tests (the throughput figures below run alone)
+#    seeds, and the new recipe (issue 26) beside them; in the background, beside the tests (the
+#    throughput figures below run alone)
 work=$(mktemp -d)
-part ssl_gain 300 "$PY" benchmarks/ssl_gain.py --work-dir "$work/ssl_gain" --device "$DEVICE" "${SSL[@]}" \
-    --variants trs,trs_gpu_data --markdown-out "$OUT/ssl_gain.md" &
+part ssl_gain 320 "$PY" benchmarks/ssl_gain.py --work-dir "$work/ssl_gain" --device "$DEVICE" "${SSL[@]}" \
+    --variants trs,trs_gpu_data,trs_multiaug --markdown-out "$OUT/ssl_gain.md" &
 ssl_pid=$!
 
 # 2. the tests that skip without CUDA, and the GPU data path's tests on this machine's torch
@@ -67,9 +69,10 @@ part cuda_tests 150 "$PY" -m pytest -q -rs -p no:cacheprovider --continue-on-col
 wait "$ssl_pid"
 cp "$work/ssl_gain/results.json" "$OUT/ssl_gain_results.json" 2>/dev/null
 
-# 3. throughput, alone on the machine: 2 backbones x 2 methods x 3 feeds eager, then resnet50 TRS
+# 3. throughput, alone on the machine: 2 backbones x 3 methods (supervised, trs, trs_multiaug) x 3
+#    feeds eager, then resnet50 TRS
 #    compiled; one process, one JSON (rewritten after every run, so a timeout keeps what was measured)
-part throughput 240 "$PY" benchmarks/train_throughput.py --device "$DEVICE" "${THROUGHPUT[@]}" --rounds 1 \
+part throughput 220 "$PY" benchmarks/train_throughput.py --device "$DEVICE" "${THROUGHPUT[@]}" --rounds 1 \
     --coco-root "$COCO" --json-out "$OUT/gpu_throughput.json" --table-out "$OUT/gpu_throughput.md"
 
 echo "total: $(($(date +%s) - started))s" | tee -a "$OUT/summary.txt"

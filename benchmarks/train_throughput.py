@@ -2,7 +2,8 @@
 
 An iteration is what the training loop does per step: fetch the step's batches from a feed, the
 objective (`compute_losses`), backward, gradient clipping, the optimiser step and, for TRS, the EMA
-update of the teacher (TRS carries a reviewer snapshot, MFL heads and Keypoint-Mix as configured).
+update of the teacher (TRS carries a reviewer snapshot, MFL heads and Keypoint-Mix as configured;
+trs_multiaug adds MultiAugs' two hard paths, `augment.hard_recipe=[joco, jccm]`, drawn on the device).
 The feeds:
 
     on_gpu      fixed random batches already on the device: compute alone, no data loading
@@ -43,6 +44,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.ssl_gain import MULTIAUG  # noqa: E402
 from components.atomic_files import write_atomically  # noqa: E402
 from components.config import CompileConfig, ExperimentConfig, load_config  # noqa: E402
 from components.data.split import SplitFiles, coco_layout  # noqa: E402
@@ -58,7 +60,12 @@ from components.method import method_spec  # noqa: E402
 from components.models import build_model  # noqa: E402
 
 FEEDS = ("on_gpu", "cpu_loader", "gpu_jpeg")
-METHODS = ("supervised", "trs")
+# the rows' methods, as config overrides; trs_multiaug is TRS with MultiAugs' two hard paths (ssl_gain.py)
+METHODS: dict[str, list[str]] = {
+    "supervised": ["train.method=supervised"],
+    "trs": ["train.method=trs"],
+    "trs_multiaug": ["train.method=trs", *MULTIAUG],
+}
 RUN_KEYS = ("backbone", "method", "feed", "ms_per_iter", "crops_per_s", "tflops", "fraction_of_peak", "busy")
 DOCS_START, DOCS_END = "<!-- gpu_throughput:start -->", "<!-- gpu_throughput:end -->"
 Batches = tuple[LabeledBatch, UnlabeledBatch | None]
@@ -247,7 +254,7 @@ def configs(args: argparse.Namespace) -> list[tuple[str, str, bool, ExperimentCo
                 overrides = [
                     *sizes,
                     f"model.backbone={backbone}",
-                    f"train.method={method}",
+                    *METHODS[method],
                     f"train.num_workers={workers_total // streams if workers_total else 0}",
                     f"train.compile.student_step={compiled}",
                     f"train.compile.teacher_forward={compiled}",
@@ -387,7 +394,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.coco_ann, args.coco_images = map(str, coco_layout(args.coco_root, "train2017"))
     unknown = sorted((set(args.feeds) - set(FEEDS)) | (set(args.methods) - set(METHODS)))
     if unknown:
-        parser.error(f"unknown feeds or methods {unknown}; feeds: {FEEDS}, methods: {METHODS}")
+        parser.error(f"unknown feeds or methods {unknown}; feeds: {FEEDS}, methods: {tuple(METHODS)}")
     if not Path(args.coco_ann).is_file() and set(args.feeds) - {"on_gpu"}:
         parser.error(f"{args.coco_ann}: no COCO keypoint file for the JPEG feeds (--coco-root or --coco-ann)")
     return args

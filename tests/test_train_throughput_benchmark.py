@@ -13,7 +13,11 @@ import pytest
 from tests.tiny_coco import write_coco
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
-BACKBONES, METHODS, FEEDS = ("resnet10t", "resnet14t"), ("supervised", "trs"), ("on_gpu", "cpu_loader", "gpu_jpeg")
+BACKBONES, METHODS, FEEDS = (
+    ("resnet10t", "resnet14t"),
+    ("supervised", "trs", "trs_multiaug"),
+    ("on_gpu", "cpu_loader", "gpu_jpeg"),
+)
 
 
 def _load_benchmark() -> ModuleType:
@@ -54,11 +58,14 @@ def test_every_requested_run_is_in_the_json_and_the_docs(tmp_path: Path) -> None
         )
         assert run["tflops"] > 0 and run["fraction_of_peak"] == pytest.approx(run["tflops"] / report["peak_tflops"])
         assert run["busy"] is None  # no CUDA kernels to time on a CPU
-    trs = {r["gflop_per_iter"] for r in runs if r["method"] == "trs" and r["backbone"] == BACKBONES[0]}
-    sup = {r["gflop_per_iter"] for r in runs if r["method"] == "supervised" and r["backbone"] == BACKBONES[0]}
-    assert (
-        len(trs) == len(sup) == 1 and trs.pop() > 2 * sup.pop()
-    )  # counted once per network, teacher and reviewer included
+    flops = {
+        method: {r["gflop_per_iter"] for r in runs if r["method"] == method and r["backbone"] == BACKBONES[0]}
+        for method in METHODS
+    }
+    assert all(len(counted) == 1 for counted in flops.values()), "counted once per network and method"
+    sup, trs, multiaug = (flops[method].pop() for method in METHODS)
+    assert trs > 2 * sup  # teacher and reviewer included
+    assert multiaug > trs  # the second hard path is one more student forward and backward
 
     text = doc.read_text()
     assert text.startswith("# Benchmarks\n\nbefore\n") and text.count(bench.DOCS_START) == 1
