@@ -502,9 +502,10 @@ def main(argv: list[str] | None = None) -> str:
         print(f"   {variant} seed {seed}: AP {100 * metrics['AP']:.1f}{test}", flush=True)
 
     for variant, runs in results.items():
-        for seed, metrics in runs.items():
-            if "test_AP" not in metrics and variant in variants and int(seed) in seeds:
-                record(variant, int(seed), {**metrics, **backfill_test(variant, int(seed), args, data_root, work)})
+        for seed_key, metrics in runs.items():
+            cached_seed = int(seed_key)
+            if "test_AP" not in metrics and variant in variants and cached_seed in seeds:
+                record(variant, cached_seed, {**metrics, **backfill_test(variant, cached_seed, args, data_root, work)})
 
     pending = [(v, s) for s in seeds for v in variants if str(s) not in results.get(v, {})]
     if args.jobs == 1:
