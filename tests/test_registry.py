@@ -120,9 +120,8 @@ def test_register_creates_challenger_with_tags_and_artifacts_in_bucket(mlflow_se
     assert "code.package_version" in run.data.tags
 
     s3 = mlflow_server.s3.client()
-    keys = [
-        o["Key"] for o in s3.list_objects_v2(Bucket=mlflow_server.s3.bucket, Prefix="mlflow/", MaxKeys=1000)["Contents"]
-    ]
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=mlflow_server.s3.bucket, Prefix="mlflow/")
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]  # the session's server holds > 1,000
     run_keys = [k for k in keys if registered.run_id in k]
     for expected in ("config/resolved.yaml", "split/manifest.json", "plots/ap.png", "evaluation/val_results.json"):
         assert any(k.endswith(expected) for k in run_keys), (expected, run_keys)
