@@ -51,3 +51,12 @@ def test_any_other_difference_is_refused_with_what_may_change() -> None:
     longer = load_config(None, [*BASE, "train.iterations=40"])
     with pytest.raises(RunRefused, match=r"train.iterations: run 20, given 40\) \(only data.root, .* may change"):
         check_resume_config("r", stored, longer, [attempt("ingest_data")])
+
+
+def test_step_lines_count_in_plain_english() -> None:
+    """`boxes: 600 boxs (whole_image)` was what the own-data example printed."""
+    from cli.step_lines import _plural
+
+    assert [_plural(1, "box"), _plural(600, "box"), _plural(2, "image"), _plural(0, "violation")] == [
+        "1 box", "600 boxes", "2 images", "0 violations"
+    ]  # fmt: skip
