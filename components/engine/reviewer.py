@@ -158,5 +158,6 @@ class HoldoutScorer:
             ground_truth=self.ground_truth,
             device=self.device,
             num_workers=0,
+            warn_default_sigmas=False,
         )
         return float(metrics["AP"])

@@ -172,6 +172,7 @@ def coco_keypoint_eval(
     image_ids: Iterable[int] | None = None,
     verbose: bool = False,
     keypoints: KeypointSet | None = None,
+    warn_default_sigmas: bool = True,
 ) -> dict[str, float]:
     """AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl (floats in [0, 1]) of keypoint results.
 
@@ -180,14 +181,15 @@ def coco_keypoint_eval(
     evaluation to those images (default: every image of the annotations). An empty results list
     scores 0 everywhere. A metric pycocotools leaves undefined (-1, e.g. APm with no medium-sized
     people) is reported as 0.0 so the figures stay in [0, 1]. pycocotools' console output appears
-    only with `verbose`.
+    only with `verbose`. `warn_default_sigmas=False` is for scores no one reads as figures (the
+    reviewer's ranking of its snapshots), so a run warns at its evaluations, not every 50 steps.
     """
     gt = load_ground_truth(ann)
     if keypoints is None:
         keypoints = ground_truth_keypoints(gt)
     else:
         check_keypoint_set(gt, keypoints)
-    if keypoints.sigma_source == "default":
+    if keypoints.sigma_source == "default" and warn_default_sigmas:
         LOG.warning(
             "the OKS sigmas of these %d keypoints are defaults (COCO's for COCO's names, else %.4f): AP depends "
             "on them; set keypoints.sigmas for figures comparable with other work",

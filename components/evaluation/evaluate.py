@@ -46,6 +46,7 @@ def evaluate_model(
     num_workers: int | None = None,
     progress: bool = False,
     runtime: KeypointRuntime | None = None,
+    warn_default_sigmas: bool = True,
 ) -> dict[str, float]:
     """COCO keypoint metrics (AP, AP50, AP75, APm, APl, AR, AR50, AR75, ARm, ARl) of `model` on a split.
 
@@ -82,7 +83,9 @@ def evaluate_model(
         Path(results_out).parent.mkdir(parents=True, exist_ok=True)
         Path(results_out).write_text(json.dumps(results))
     gt = ground_truth if ground_truth is not None else load_ground_truth(ann_file)
-    return coco_keypoint_eval(gt, results, keypoints=cfg.keypoints.keypoint_set())
+    return coco_keypoint_eval(
+        gt, results, keypoints=cfg.keypoints.keypoint_set(), warn_default_sigmas=warn_default_sigmas
+    )
 
 
 def _has_detector_boxes(dataset: Dataset, detections: str | Path | None) -> bool:
