@@ -150,10 +150,9 @@ def breakdown(chosen: list[int], seed: int, work: Path) -> dict[str, float]:
 
 
 def run_child(kind: str, seed: int, argv: list[str], work: Path, threads: int) -> dict[str, Any]:
-    logs = work / "logs"
-    name = f"{kind}-seed{seed}"
-    script, run = str(Path(__file__).resolve()), ["--one-run", f"{kind}/{seed}"]
-    return child_run(script, argv, run, f"{kind} seed {seed}", logs / f"{name}.log", logs / f"{name}.json", threads)
+    run = ["--one-run", f"{kind}/{seed}"]
+    files = work / "logs" / f"{kind}-seed{seed}"
+    return child_run(str(Path(__file__).resolve()), argv, run, f"{kind} seed {seed}", files, threads)
 
 
 def table(results: dict[str, Any], seeds: list[int], args: argparse.Namespace) -> str:

@@ -232,11 +232,9 @@ def backfill_test(variant: str, seed: int, args: argparse.Namespace, data_root: 
 
 def run_child(variant: str, seed: int, argv: list[str], work: Path, threads: int) -> dict[str, float]:
     """One run in a fresh interpreter with `threads` torch threads; its log goes to WORK_DIR/logs."""
-    logs = work / "logs"
     run = ["--seeds", str(seed), "--variants", variant, "--jobs", "1"]
-    name = f"{variant}-seed{seed}"
-    script = str(Path(__file__).resolve())
-    return child_run(script, argv, run, f"{variant} seed {seed}", logs / f"{name}.log", logs / f"{name}.json", threads)
+    files = work / "logs" / f"{variant}-seed{seed}"
+    return child_run(str(Path(__file__).resolve()), argv, run, f"{variant} seed {seed}", files, threads)
 
 
 def run_in_children(
@@ -405,13 +403,12 @@ def add_shared_arguments(parser: argparse.ArgumentParser, work_dir: str) -> None
     parser.add_argument("--one-run-out", default=None, help=argparse.SUPPRESS)  # a child's metrics file
 
 
-def child_run(
-    script: str, argv: list[str], run: list[str], label: str, log: Path, out: Path, threads: int
-) -> dict[str, Any]:
+def child_run(script: str, argv: list[str], run: list[str], label: str, files: Path, threads: int) -> dict[str, Any]:
     """`script` in a fresh interpreter of `threads` torch threads, with this command line and `run`'s flags
-    appended (argparse keeps the last value of a repeated flag); its metrics are the JSON it writes to `out`.
-    A failure names the run (`label`) and its log."""
-    log.parent.mkdir(parents=True, exist_ok=True)
+    appended (argparse keeps the last value of a repeated flag). Its output goes to FILES.log and its
+    metrics are the JSON it writes to FILES.json; a failure names the run (`label`) and its log."""
+    log, out = files.with_name(f"{files.name}.log"), files.with_name(f"{files.name}.json")
+    files.parent.mkdir(parents=True, exist_ok=True)
     out.unlink(missing_ok=True)
     command = [sys.executable, script, *argv, "--no-progress", *run, "--one-run-out", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}

@@ -98,12 +98,8 @@ def key(kind: str, budget: int, seed: int) -> str:
 
 def run_child(run: tuple[str, int, int], argv: list[str], work: Path, threads: int) -> dict[str, float]:
     kind, budget, seed = run
-    logs = work / "logs"
-    name = f"{kind}-{budget}-seed{seed}"
-    script = str(Path(__file__).resolve())
-    return child_run(
-        script, argv, ["--one-run", key(*run)], key(*run), logs / f"{name}.log", logs / f"{name}.json", threads
-    )
+    files = work / "logs" / f"{kind}-{budget}-seed{seed}"
+    return child_run(str(Path(__file__).resolve()), argv, ["--one-run", key(*run)], key(*run), files, threads)
 
 
 def table(results: dict[str, dict[str, float]], args: argparse.Namespace, seeds: list[int]) -> str:
