@@ -55,6 +55,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
+import torch
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from components.atomic_files import write_atomically  # noqa: E402
@@ -399,7 +401,7 @@ def add_shared_arguments(parser: argparse.ArgumentParser, work_dir: str) -> None
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--markdown-out", default=None, help="also write the table here")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained side by side, each in a child process")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads per child (default: cores / jobs)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per run (default: cores / jobs)")
     parser.add_argument("--one-run-out", default=None, help=argparse.SUPPRESS)  # a child's metrics file
 
 
@@ -506,6 +508,8 @@ def main(argv: list[str] | None = None) -> str:
 
     pending = [(v, s) for s in seeds for v in variants if str(s) not in results.get(v, {})]
     if args.jobs == 1:
+        if args.threads:
+            torch.set_num_threads(args.threads)
         for variant, seed in pending:
             print(f"== {variant} seed {seed}", flush=True)
             record(variant, seed, run_variant(variant, seed, args, data_root, work))

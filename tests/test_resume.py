@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from components.engine.checkpoint import latest_checkpoint, load_checkpoint
+from components.config import ExperimentConfig, load_config
+from components.engine.checkpoint import ResumeError, latest_checkpoint, load_checkpoint
 from components.engine.trainer import train
+from components.engine.training_state import check_resumable
 from tests.test_dual import RiggedScores
 from tests.tiny_coco import make_tiny_split, tiny_config
 
@@ -137,6 +140,27 @@ def test_resume_refuses_a_checkpoint_of_another_experiment(split, tmp_path: Path
         train(tiny_config(tmp_path, "mean_teacher", iterations=4), split, progress=False)
     extended = train(tiny_config(tmp_path, "supervised", iterations=3), split, progress=False)
     assert extended.step == 3 and len(extended.history) == 3, "a longer budget continues the run"
+
+
+@pytest.mark.parametrize(
+    ("override", "named"),
+    [
+        ("train.consistency.hard_views=2", "train.consistency.hard_views: checkpoint 1, config 2"),
+        ("augment.hard_recipe=joco", "augment.hard_recipe: checkpoint ['standard'], config ['joco']"),
+    ],
+)
+def test_resume_refuses_a_checkpoint_of_other_hard_views(override: str, named: str) -> None:
+    saved = ExperimentConfig().model_dump(mode="json")
+    with pytest.raises(ResumeError, match=re.escape(named)):
+        check_resumable(saved, load_config(None, [override]), "ckpt/step-2.pt")
+
+
+def test_a_checkpoint_older_than_a_field_resumes_as_its_default() -> None:
+    saved = ExperimentConfig().model_dump(mode="json")
+    del saved["keypoints"], saved["augment"]["hard_recipe"], saved["train"]["consistency"]["hard_views"]
+    check_resumable(saved, ExperimentConfig(), "ckpt/step-2.pt")
+    with pytest.raises(ResumeError, match=re.escape("train.consistency.hard_views: checkpoint 1, config 3")):
+        check_resumable(saved, load_config(None, ["train.consistency.hard_views=3"]), "ckpt/step-2.pt")
 
 
 def test_fresh_run_refuses_a_directory_with_checkpoints(split, tmp_path: Path) -> None:

@@ -169,9 +169,9 @@ def test_jobs_train_in_child_processes_and_match_in_process_runs(tmp_path: Path)
     children = tmp_path / "children"
     ssl_gain.main(["--work-dir", str(children), "--variants", variants, "--jobs", "2", "--threads", "1", *TOY])
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     try:
-        ssl_gain.main(["--work-dir", str(tmp_path / "serial"), "--variants", variants, *TOY])
+        ssl_gain.main(["--work-dir", str(tmp_path / "serial"), "--variants", variants, "--threads", "1", *TOY])
+        assert torch.get_num_threads() == 1, "--threads holds with --jobs 1 too"
     finally:
         torch.set_num_threads(threads)
 

@@ -56,6 +56,8 @@ RESUME_MUST_MATCH = (
     ("train", "reviewer", "mode"),
     ("train", "mfl", "enabled"),
     ("train", "mfl", "in_baselines"),
+    ("train", "consistency", "hard_views"),
+    ("augment", "hard_recipe"),
 )
 
 
@@ -88,18 +90,29 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
     generator.set_state(state["keypoint_mix"])
 
 
+def _at(config: dict[str, Any], path: tuple[str, ...], fallback: Any = None) -> Any:
+    """The value at `path`, or `fallback` where the config has no such field.
+
+    A checkpoint older than a field ran with what became that field's default, so it reads as the default.
+    """
+    node: Any = config
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return fallback
+        node = node[key]
+    return node
+
+
 def check_resumable(saved: dict[str, Any], cfg: ExperimentConfig, uri: str) -> None:
     """Refuse to continue a checkpoint made by a different experiment (another net, method, seed or batch).
 
     Budget fields such as `train.iterations` may change: that is how a finished run is extended.
     """
     current = cfg.model_dump(mode="json")
+    defaults = ExperimentConfig().model_dump(mode="json")
     differences = []
     for path in RESUME_MUST_MATCH:
-        old: Any = saved
-        new: Any = current
-        for key in path:
-            old, new = (old or {}).get(key), (new or {}).get(key)
+        old, new = _at(saved, path, fallback=_at(defaults, path)), _at(current, path)
         if old != new:
             differences.append(f"{'.'.join(path)}: checkpoint {old!r}, config {new!r}")
     if differences:
